@@ -1,0 +1,121 @@
+"""Atomic checkpoint files and the RNG state that makes a resumed run bit-identical."""
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from nip.errors import NipCheckpointError
+
+STATE_FILE = "state.pt"
+CHECKPOINT_FORMAT_VERSION = 1
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through ``write(file_object)`` to a temp file beside ``path``, then rename.
+
+    A reader (or a resumed run after SIGKILL) sees either the old file or the new one, never a
+    half-written file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` that never leaves a partial file at ``path``."""
+    _atomic_write(Path(path), lambda f: torch.save(obj, f))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text atomically."""
+    _atomic_write(Path(path), lambda f: f.write(text.encode()))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (sorted keys, indented)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def resolve_checkpoint_path(path: str | Path) -> Path:
+    """The state file for a run directory, a checkpoints directory or a state file.
+
+    Raises
+    ------
+    NipCheckpointError
+        If no checkpoint is found there.
+    """
+    path = Path(path).expanduser()
+    for candidate in (path, path / STATE_FILE, path / "checkpoints" / STATE_FILE):
+        if candidate.is_file():
+            return candidate
+    if path.name == "latest" and (path.parent / STATE_FILE).is_file():
+        return path.parent / STATE_FILE
+    raise NipCheckpointError(f"no checkpoint found at {path}")
+
+
+def load_checkpoint_file(path: Path) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`atomic_torch_save` (no pickled code is executed).
+
+    Raises
+    ------
+    NipCheckpointError
+        If the file cannot be read or is not a checkpoint of this format.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt files
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise NipCheckpointError(f"cannot read checkpoint {path}: {first_line}") from e
+    if not isinstance(state, dict) or state.get("format_version") != CHECKPOINT_FORMAT_VERSION:
+        raise NipCheckpointError(f"{path} is not a nip checkpoint (unknown format)")
+    return state
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python's, NumPy's and torch's global generator states, in ``weights_only`` types."""
+    version, mt_state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [version, list(mt_state), gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    version, mt_state, gauss = state["python"]
+    random.setstate((version, tuple(mt_state), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+
+
+def tensordict_to_state(td: TensorDictBase) -> dict[str, Any]:
+    """A flat ``{key: tensor}`` dict plus batch size, loadable with ``weights_only``."""
+    flat = td.flatten_keys("/")
+    return {
+        "batch_size": list(td.batch_size),
+        "tensors": {k: v.detach().cpu() for k, v in flat.items()},
+    }
+
+
+def tensordict_from_state(state: dict[str, Any], device: torch.device) -> TensorDict:
+    """Inverse of :func:`tensordict_to_state`."""
+    flat = TensorDict(state["tensors"], batch_size=state["batch_size"])
+    return flat.unflatten_keys("/").to(device)

@@ -1,0 +1,83 @@
+"""Shared helpers of the Hydra entry points: one-line errors and config pre-flight."""
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf.errors import OmegaConfBaseException
+
+from nip.errors import NipError
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def one_line(error: BaseException) -> str:
+    """A single line describing ``error`` and its causes (Hydra nests the useful part)."""
+    parts = []
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        text = str(error).strip().splitlines()
+        if text and text[0] not in parts:
+            parts.append(text[0])
+        error = error.__cause__ or error.__context__
+    return ": ".join(parts) if parts else "unknown error"
+
+
+def fail(message: str) -> None:
+    """Print ``nip: error: message`` to stderr and exit with status 2."""
+    print(f"nip: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def preflight(config_name: str, argv: list[str]) -> None:
+    """Compose the config once before Hydra runs, so mistakes get a one-line error.
+
+    Hydra reports composition errors over several lines; composing first with Hydra's own
+    compose API catches unknown keys, wrong types and unknown group options, and reports them
+    in one line. Multirun sweeps and Hydra's own flags are left to Hydra.
+    """
+    if any(a in ("-m", "--multirun", "-h", "--help", "--hydra-help", "--info") for a in argv):
+        return
+    overrides = [
+        a
+        for a in argv
+        if not a.startswith("-") and not a.startswith(("hydra.", "hydra/", "+hydra"))
+    ]
+    # ``--cfg job`` / ``-c job``: the value after a flag is not an override.
+    skip = {
+        i + 1
+        for i, a in enumerate(argv)
+        if a
+        in (
+            "--cfg",
+            "-c",
+            "--package",
+            "-p",
+            "--config-name",
+            "-cn",
+            "--config-path",
+            "-cp",
+            "--config-dir",
+            "-cd",
+        )
+    }
+    overrides = [a for i, a in enumerate(argv) if a in overrides and i not in skip]
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            compose(config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        fail(one_line(e))
+
+
+def guarded(task: Callable[[], object]) -> object:
+    """Run ``task``, turning user mistakes (``NipError``) into a one-line error and exit 2."""
+    try:
+        return task()
+    except NipError as e:
+        fail(str(e))
+    except OmegaConfBaseException as e:
+        fail(one_line(e))

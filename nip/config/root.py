@@ -1,0 +1,195 @@
+"""The root schema (``HyperParameters``), its ConfigStore registration and cross-field checks."""
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from nip.config.advantage import GaeConfig
+from nip.config.loss import ClipLossConfig
+from nip.config.protocol import ProtocolConfig
+from nip.config.runtime import CheckpointConfig, DeviceConfig, LoggerConfig
+from nip.config.scenario import GraphIsoScenarioConfig
+from nip.config.trainer import PpoTrainerConfig
+from nip.errors import NipConfigError
+
+
+@dataclass
+class HyperParameters:
+    """Everything that defines a run: the composed Hydra config as typed dataclasses.
+
+    The group fields are typed ``Any`` here because each group option brings its own schema
+    (registered as ``<option>_schema`` in its group), which Hydra enforces at composition.
+    ``device``, ``logger``, ``checkpoint`` and ``cache_dir`` are runtime settings: they may
+    change between a run and its resumption; everything else is the science.
+    """
+
+    seed: int = 8144
+    trainer: Any = MISSING
+    scenario: Any = MISSING
+    protocol: Any = MISSING
+    loss: Any = MISSING
+    advantage: Any = MISSING
+    device: Any = MISSING
+    logger: Any = MISSING
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    cache_dir: str = "${oc.env:NIP_CACHE_DIR,'~/.cache/nip'}"
+
+
+# Fields that may change between a run and its resumption without changing what is computed.
+RUNTIME_FIELDS = ("device", "logger", "checkpoint", "cache_dir")
+EXTENSIBLE_FIELDS = (("trainer", "num_iterations"), ("trainer", "num_test_passes"))
+
+# Group -> option name -> schema. Each schema is registered as ``<name>_schema`` in its group;
+# a YAML option file starts from one of them. Protocols share one schema unless they need more.
+GROUP_SCHEMAS: dict[str, dict[str, type]] = {
+    "trainer": {"ppo": PpoTrainerConfig},
+    "scenario": {"graph_iso": GraphIsoScenarioConfig},
+    "protocol": {"protocol": ProtocolConfig},
+    "loss": {"clip": ClipLossConfig},
+    "advantage": {"gae": GaeConfig},
+    "device": {"device": DeviceConfig},
+    "logger": {"local": LoggerConfig},
+}
+# Schemas used for options without a schema of their own, when rebuilding from a dict.
+DEFAULT_SCHEMAS = {"protocol": "protocol", "device": "device"}
+
+
+def register_configs() -> None:
+    """Register the root schema and every group schema in Hydra's ConfigStore."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=HyperParameters)
+    for group, options in GROUP_SCHEMAS.items():
+        for option, schema in options.items():
+            cs.store(group=group, name=f"{option}_schema", node=schema)
+
+
+def science_dict(hyper_params: HyperParameters) -> dict[str, Any]:
+    """The fields that decide what a run computes, for comparing a run with its resumption."""
+    d = dataclasses.asdict(hyper_params)
+    for name in RUNTIME_FIELDS:
+        d.pop(name, None)
+    for group, key in EXTENSIBLE_FIELDS:
+        d[group].pop(key, None)
+    return d
+
+
+def validate_hyper_params(hp: HyperParameters) -> None:
+    """Check relations between fields that the schema's types cannot express.
+
+    Raises
+    ------
+    NipConfigError
+        With a one-line message naming the offending keys.
+    """
+    from nip.protocols import PROTOCOL_REGISTRY
+
+    t, p, s = hp.trainer, hp.protocol, hp.scenario
+
+    def need(condition: bool, message: str) -> None:
+        if not condition:
+            raise NipConfigError(message)
+
+    for key in ("num_iterations", "frames_per_batch", "num_epochs", "minibatch_size"):
+        need(getattr(t, key) >= 1, f"trainer.{key} must be at least 1, got {getattr(t, key)}")
+    need(t.lr >= 0, f"trainer.lr must be non-negative, got {t.lr}")
+    need(t.num_test_passes >= 1, "trainer.num_test_passes must be at least 1")
+    need(t.num_normalization_frames >= 1, "trainer.num_normalization_frames must be >= 1")
+    need(p.name in PROTOCOL_REGISTRY, f"unknown protocol.name {p.name!r}")
+    need(p.max_message_rounds >= 1, "protocol.max_message_rounds must be at least 1")
+    need(
+        p.min_message_rounds <= p.max_message_rounds,
+        f"protocol.min_message_rounds ({p.min_message_rounds}) is greater than "
+        f"protocol.max_message_rounds ({p.max_message_rounds})",
+    )
+    need(p.min_message_rounds >= 0, "protocol.min_message_rounds must be non-negative")
+    need(
+        p.force_guess in (None, "zero", "one", "y"),
+        f"protocol.force_guess must be null, zero, one or y, got {p.force_guess!r}",
+    )
+    need(
+        not p.zero_knowledge,
+        "protocol.zero_knowledge=true is not available in this version of nip",
+    )
+    steps = t.steps_per_env if t.steps_per_env is not None else p.max_message_rounds
+    need(steps >= 1, "trainer.steps_per_env must be at least 1")
+    need(
+        t.frames_per_batch % steps == 0,
+        f"trainer.frames_per_batch ({t.frames_per_batch}) is not divisible by the steps per "
+        f"environment ({steps}; trainer.steps_per_env or protocol.max_message_rounds)",
+    )
+    need(
+        t.minibatch_size <= t.frames_per_batch,
+        f"trainer.minibatch_size ({t.minibatch_size}) is larger than trainer.frames_per_batch "
+        f"({t.frames_per_batch})",
+    )
+    need(
+        t.frames_per_batch % t.minibatch_size == 0,
+        f"trainer.frames_per_batch ({t.frames_per_batch}) is not divisible by "
+        f"trainer.minibatch_size ({t.minibatch_size})",
+    )
+    need(
+        hp.loss.loss_critic_type in ("smooth_l1", "l1", "l2"),
+        f"loss.loss_critic_type must be smooth_l1, l1 or l2, got {hp.loss.loss_critic_type!r}",
+    )
+    need(0 < hp.advantage.gamma <= 1, "advantage.gamma must be in (0, 1]")
+    need(0 <= hp.advantage.lmbda <= 1, "advantage.lmbda must be in [0, 1]")
+    need(hp.device.type in ("auto", "cpu", "cuda"), "device.type must be auto, cpu or cuda")
+    need(s.num_train_pairs >= 1 and s.num_test_pairs >= 1, "dataset sizes must be positive")
+    need(len(s.graph_sizes) > 0 and min(s.graph_sizes) >= 2, "scenario.graph_sizes: >= 2 nodes")
+    need(
+        len(s.edge_probabilities) > 0 and all(0 < q < 1 for q in s.edge_probabilities),
+        "scenario.edge_probabilities must be in (0, 1)",
+    )
+    need(s.message_size >= 1, "scenario.message_size must be at least 1")
+    for role in ("prover", "verifier"):
+        a = getattr(s, role)
+        need(
+            a.activation in ("tanh", "relu", "sigmoid"),
+            f"scenario.{role}.activation must be tanh, relu or sigmoid",
+        )
+        need(
+            a.d_transformer % a.num_heads == 0,
+            f"scenario.{role}.d_transformer ({a.d_transformer}) is not divisible by "
+            f"num_heads ({a.num_heads})",
+        )
+        if t.use_shared_body:
+            need(
+                a.agent_lr_factor.actor == a.agent_lr_factor.critic
+                and a.body_lr_factor.actor == a.body_lr_factor.critic
+                and a.gnn_lr_factor.actor == a.gnn_lr_factor.critic,
+                f"trainer.use_shared_body=true needs equal actor and critic lr factors "
+                f"for scenario.{role}",
+            )
+
+
+def hyper_params_from_dict(d: dict[str, Any]) -> HyperParameters:
+    """Rebuild typed hyper-parameters from ``dataclasses.asdict`` output (e.g. a checkpoint).
+
+    Each group is re-validated against its schema, so a checkpoint from an incompatible
+    version fails with a clear error instead of building the wrong model.
+    """
+    from omegaconf import OmegaConf
+
+    def typed(group: str, option: str, values: dict[str, Any]) -> Any:
+        options = GROUP_SCHEMAS[group]
+        schema = options.get(option) or options[DEFAULT_SCHEMAS[group]]
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+
+    try:
+        return HyperParameters(
+            seed=d["seed"],
+            trainer=typed("trainer", d["trainer"]["name"], d["trainer"]),
+            scenario=typed("scenario", d["scenario"]["name"], d["scenario"]),
+            protocol=typed("protocol", d["protocol"]["name"], d["protocol"]),
+            loss=typed("loss", d["loss"]["name"], d["loss"]),
+            advantage=typed("advantage", d["advantage"]["name"], d["advantage"]),
+            device=typed("device", "device", d["device"]),
+            logger=typed("logger", d["logger"]["name"], d["logger"]),
+            checkpoint=CheckpointConfig(**d["checkpoint"]),
+            cache_dir=d["cache_dir"],
+        )
+    except Exception as e:  # missing keys, unknown options, wrong types
+        raise NipConfigError(f"stored hyper-parameters do not match this version: {e}") from e

@@ -1,0 +1,43 @@
+"""Schemas of the runtime groups (``device``, ``logger``) and of ``checkpoint``.
+
+None of these change the science of a run: they may differ between a run and its resumption.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class DeviceConfig:
+    """Where tensors live (``device=auto|cpu|cuda``).
+
+    Attributes
+    ----------
+    type : str
+        ``auto`` picks CUDA when a GPU is present, else the CPU.
+    num_threads : int or None
+        Intra-op CPU threads for torch; ``None`` keeps torch's default.
+    """
+
+    type: str = "auto"
+    num_threads: int | None = None
+
+
+@dataclass
+class LoggerConfig:
+    """Local logging (``logger=local``): metrics.jsonl, a log file, a progress bar, a plot."""
+
+    name: str = "local"
+    progress_bar: bool = True
+
+
+@dataclass
+class CheckpointConfig:
+    """Checkpointing.
+
+    Attributes
+    ----------
+    interval : int
+        Training iterations between checkpoints (one is always written at the end).
+    """
+
+    interval: int = 50

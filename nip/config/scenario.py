@@ -1,0 +1,97 @@
+"""Schema of the ``scenario`` config group."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LrFactors:
+    """Learning-rate multipliers for an agent's actor (policy) and critic (value) parameters."""
+
+    actor: float = 1.0
+    critic: float = 1.0
+
+
+@dataclass
+class GraphIsoAgentConfig:
+    """Architecture of one graph-isomorphism agent (a GIN + transformer body and MLP heads).
+
+    The learning rate of a parameter is ``trainer.lr * agent_lr_factor``, times
+    ``body_lr_factor`` for body parameters, times ``gnn_lr_factor`` for the GNN part of the
+    body (with the ``actor`` or ``critic`` factor depending on which network it belongs to).
+    A factor of zero freezes those parameters.
+    """
+
+    activation: str = "tanh"
+    num_gnn_layers: int = 5
+    d_gnn: int = 16
+    d_gin_mlp: int = 64
+    use_dual_gnn: bool = False
+    num_heads: int = 4
+    num_transformer_layers: int = 1
+    d_transformer: int = 16
+    d_transformer_mlp: int = 64
+    d_node_selector: int = 16
+    num_node_selector_layers: int = 2
+    d_decider: int = 16
+    num_decider_layers: int = 2
+    include_round_in_decider: bool = True
+    d_value: int = 16
+    num_value_layers: int = 2
+    include_round_in_value: bool = True
+    use_pair_invariant_pooling: bool = True
+    agent_lr_factor: LrFactors = field(default_factory=LrFactors)
+    body_lr_factor: LrFactors = field(default_factory=LrFactors)
+    gnn_lr_factor: LrFactors = field(default_factory=LrFactors)
+
+
+@dataclass
+class GraphIsoScenarioConfig:
+    """Graph isomorphism (``scenario=graph_iso``): data and agent architectures.
+
+    Attributes
+    ----------
+    num_train_pairs, num_test_pairs : int
+        Sizes of the generated datasets (ignored for a split read from a file).
+    dataset_path, test_dataset_path : str or None
+        Read that split from a file (our format or the original code's) instead of
+        generating it.
+    data_seed : int
+        Seed of dataset generation. Separate from the experiment ``seed`` so that runs over
+        several seeds share their data, as in the paper.
+    graph_sizes, edge_probabilities : list
+        Erdos-Renyi configurations, sampled in equal numbers.
+    wl_iterations : int
+        Weisfeiler-Lehman refinement rounds used to score non-isomorphic pairs.
+    prop_non_isomorphic : float
+        Fraction of non-isomorphic pairs.
+    non_iso_prop_score_1, non_iso_prop_score_2 : float
+        Fractions of the non-isomorphic pairs that WL separates after 1 and 2 rounds.
+    iso_prop_from_non_iso : float
+        Fraction of the isomorphic pairs built from a member of a non-isomorphic pair.
+    d_representation : int
+        Width of the graph- and node-level representations the bodies output.
+    message_size : int
+        Simultaneous messages (positions) per channel per round.
+    prover, verifier : GraphIsoAgentConfig
+        Architectures of prover agents (every agent named ``prover*``) and of verifiers.
+    """
+
+    name: str = "graph_iso"
+    num_train_pairs: int = 10000
+    num_test_pairs: int = 1000
+    dataset_path: str | None = None
+    test_dataset_path: str | None = None
+    data_seed: int = 0
+    graph_sizes: list[int] = field(default_factory=lambda: [7, 8, 9, 10, 11])
+    edge_probabilities: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6, 0.8])
+    wl_iterations: int = 5
+    prop_non_isomorphic: float = 0.5
+    non_iso_prop_score_1: float = 0.1
+    non_iso_prop_score_2: float = 0.2
+    iso_prop_from_non_iso: float = 0.5
+    d_representation: int = 16
+    message_size: int = 1
+    prover: GraphIsoAgentConfig = field(default_factory=lambda: GraphIsoAgentConfig())
+    verifier: GraphIsoAgentConfig = field(
+        default_factory=lambda: GraphIsoAgentConfig(num_gnn_layers=2)
+    )

@@ -1,0 +1,53 @@
+"""Schema of the ``trainer`` config group."""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class PpoTrainerConfig:
+    """PPO training loop settings (``trainer=ppo``).
+
+    Attributes
+    ----------
+    num_iterations : int
+        Number of collect-and-update iterations.
+    frames_per_batch : int
+        Environment frames collected per iteration (all environments together).
+    steps_per_env : int or None
+        Steps each parallel environment takes per iteration; ``None`` means the protocol's
+        ``max_message_rounds``. The number of parallel environments is
+        ``frames_per_batch // steps_per_env``.
+    num_epochs : int
+        Passes over each iteration's data.
+    minibatch_size : int
+        Frames per gradient step.
+    lr : float
+        Base learning rate; agents' factors multiply it (see ``scenario.prover``).
+    anneal_lr : bool
+        Decay every learning rate linearly to zero over ``num_iterations``.
+    max_grad_norm : float
+        Gradient-norm clipping threshold.
+    normalize_observations : bool
+        Standardise the message observations with statistics from random-action rollouts.
+    num_normalization_frames : int
+        Frames of random-action rollouts used to estimate the normalisation statistics.
+    num_test_passes : int
+        Passes over the test set in the final test; each pass plays one complete episode per
+        test pair.
+    use_shared_body : bool
+        Share one body between each agent's policy and value heads.
+    """
+
+    name: str = "ppo"
+    num_iterations: int = 5000
+    frames_per_batch: int = 2048
+    steps_per_env: int | None = None
+    num_epochs: int = 10
+    minibatch_size: int = 256
+    lr: float = 3e-4
+    anneal_lr: bool = False
+    max_grad_norm: float = 0.5
+    normalize_observations: bool = True
+    num_normalization_frames: int = 4096
+    num_test_passes: int = 1
+    use_shared_body: bool = False

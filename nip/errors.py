@@ -1,0 +1,21 @@
+"""Exceptions for user mistakes.
+
+The entry points catch these and print one line to stderr with exit code 2; anything else is
+a bug and keeps its traceback.
+"""
+
+
+class NipError(Exception):
+    """Base class for errors caused by user input rather than by a bug."""
+
+
+class NipConfigError(NipError):
+    """The composed configuration is inconsistent or refers to something that does not exist."""
+
+
+class NipDataError(NipError):
+    """A dataset file is missing, unreadable or not in a known dataset format."""
+
+
+class NipCheckpointError(NipError):
+    """A checkpoint is missing, corrupt, or belongs to a different experiment."""

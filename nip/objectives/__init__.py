@@ -1,0 +1,1 @@
+"""TorchRL loss modules extended for agents as columns of an agent dimension."""

@@ -1,0 +1,75 @@
+"""TorchRL operators around the combined agents, shared by training and evaluation."""
+
+import torch
+from tensordict.nn import TensorDictModule
+from torch import nn
+from torchrl.envs import Compose, EnvBase, ObservationNorm, TransformedEnv
+from torchrl.modules import ProbabilisticActor, ValueOperator
+
+from nip.distribution import AgentsActionDistribution
+
+# Observation keys that agents see normalised.
+NORMALIZED_KEYS = ("x", "message")
+POLICY_IN_KEYS = ["x", "message", "message_history", "adjacency", "node_mask", "round"]
+VALUE_IN_KEYS = ["x", "message", "adjacency", "node_mask", "round"]
+POLICY_OUT_KEYS = [("agents", "main_message_logits"), ("agents", "decision_logits")]
+
+
+def build_policy_operator(combined_policy: nn.Module) -> ProbabilisticActor:
+    """A probabilistic actor sampling every agent's packed action ``("agents", "action")``.
+
+    The turn masks ``("agents", "node_active")`` and ``("agents", "decision_active")`` come
+    from the environment's observation.
+    The log-probability ``("agents", "sample_log_prob")`` is ``[..., A]``: one joint value per
+    agent over the actions that reach the environment.
+    """
+    module = TensorDictModule(combined_policy, in_keys=POLICY_IN_KEYS, out_keys=POLICY_OUT_KEYS)
+    return ProbabilisticActor(
+        module,
+        in_keys={
+            "node_logits": ("agents", "main_message_logits"),
+            "decision_logits": ("agents", "decision_logits"),
+            "node_active": ("agents", "node_active"),
+            "decision_active": ("agents", "decision_active"),
+        },
+        out_keys=[("agents", "action")],
+        distribution_class=AgentsActionDistribution,
+        return_log_prob=True,
+        log_prob_key=("agents", "sample_log_prob"),
+    )
+
+
+def build_value_operator(combined_value: nn.Module) -> ValueOperator:
+    """Every agent's value estimate as ``("agents", "state_value")``, ``[..., A, 1]``."""
+    return ValueOperator(
+        combined_value, in_keys=VALUE_IN_KEYS, out_keys=[("agents", "state_value")]
+    )
+
+
+def add_observation_norm(
+    env: EnvBase, stats: dict[str, dict[str, torch.Tensor]] | None = None
+) -> tuple[TransformedEnv, dict[str, ObservationNorm]]:
+    """Wrap ``env`` so ``x`` and ``message`` are standardised with scalar statistics.
+
+    Parameters
+    ----------
+    env : EnvBase
+        The environment to wrap.
+    stats : dict, optional
+        ``{key: {"loc": tensor, "scale": tensor}}``; identity until set otherwise.
+
+    Returns
+    -------
+    tuple
+        The wrapped environment and its transforms by key (to update their statistics).
+    """
+    norms = {}
+    for key in NORMALIZED_KEYS:
+        loc = torch.zeros((), device=env.device)
+        scale = torch.ones((), device=env.device)
+        if stats is not None:
+            loc, scale = stats[key]["loc"].to(env.device), stats[key]["scale"].to(env.device)
+        norms[key] = ObservationNorm(
+            loc=loc.clone(), scale=scale.clone(), in_keys=[key], standard_normal=True
+        )
+    return TransformedEnv(env, Compose(*norms.values())), norms

@@ -1,0 +1,231 @@
+"""The protocol-handler interface and the default single-verifier step rules."""
+
+from abc import ABC, abstractmethod
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from nip.config.protocol import ProtocolConfig
+from nip.registry import Registry
+
+PROTOCOL_REGISTRY = Registry("protocol")
+
+# Verifier decisions, as sampled by the policy and read by the protocol.
+REJECT, ACCEPT, CONTINUE = 0, 1, 2
+
+
+class ProtocolStep(NamedTuple):
+    """What one protocol step decides, elementwise over the batch.
+
+    Attributes
+    ----------
+    shared_done : Tensor
+        bool ``[...]``: the episode ended because a verifier decided.
+    agent_done : Tensor
+        bool ``[..., agent]``: each agent is finished.
+    terminated : Tensor
+        bool ``[...]``: the episode ran out of rounds undecided.
+    reward : Tensor
+        float ``[..., agent]``.
+    """
+
+    shared_done: Tensor
+    agent_done: Tensor
+    terminated: Tensor
+    reward: Tensor
+
+
+class ProtocolHandler(ABC):
+    """Rules of one interaction protocol.
+
+    Subclasses define the agents and channels and who is active in which round; the
+    environment and the combined agents consult only this interface, so nothing outside
+    ``nip/protocols`` branches on the protocol.
+
+    Parameters
+    ----------
+    params : ProtocolConfig
+        The ``protocol`` config group.
+    """
+
+    agent_names: tuple[str, ...]
+    channel_names: tuple[str, ...]
+
+    def __init__(self, params: ProtocolConfig):
+        self.params = params
+
+    # -- structure -----------------------------------------------------------------------
+    @property
+    def num_agents(self) -> int:
+        """Number of agents ``A``."""
+        return len(self.agent_names)
+
+    @property
+    def num_channels(self) -> int:
+        """Number of message channels ``C``."""
+        return len(self.channel_names)
+
+    @property
+    def prover_names(self) -> tuple[str, ...]:
+        """Agents whose name contains ``prover``."""
+        return tuple(a for a in self.agent_names if "prover" in a)
+
+    @property
+    def verifier_names(self) -> tuple[str, ...]:
+        """Agents whose name contains ``verifier``."""
+        return tuple(a for a in self.agent_names if "verifier" in a)
+
+    @property
+    def verifier_index(self) -> int:
+        """Index of the (main) verifier, whose decision ends the episode."""
+        return self.agent_names.index("verifier")
+
+    def is_verifier(self, agent_name: str) -> bool:
+        """Whether the agent has a decision head."""
+        return agent_name in self.verifier_names
+
+    @property
+    def max_message_rounds(self) -> int:
+        """Rounds ``T`` after which an undecided episode is terminated."""
+        return self.params.max_message_rounds
+
+    @property
+    def min_message_rounds(self) -> int:
+        """Decisions before round ``min_message_rounds - 1`` count as continue."""
+        return self.params.min_message_rounds
+
+    @property
+    @abstractmethod
+    def agent_channel_visibility(self) -> Tensor:
+        """bool ``[agent, channel]``: which channels each agent sees."""
+
+    @abstractmethod
+    def active_mask(self, round: Tensor, seed: Tensor) -> Tensor:
+        """bool ``[..., agent, channel]``: who sends a message in which channel this round.
+
+        Parameters
+        ----------
+        round : Tensor
+            long ``[...]``, the current round.
+        seed : Tensor
+            long ``[...]``, the per-episode seed (for protocols with random turn order).
+        """
+
+    def guess_mask(self, round: Tensor, seed: Tensor) -> Tensor:
+        """bool ``[...]``: the verifier is active this round, so its decision counts."""
+        return self.active_mask(round, seed)[..., self.verifier_index, :].any(-1)
+
+    # -- step rules ----------------------------------------------------------------------
+    def step(
+        self,
+        *,
+        round: Tensor,
+        seed: Tensor,
+        decision: Tensor,
+        y: Tensor,
+        done: Tensor,
+        agent_done: Tensor,
+        terminated: Tensor,
+    ) -> ProtocolStep:
+        """Apply the single-verifier step rules to the current (pre-increment) round.
+
+        All arguments are elementwise over arbitrary leading dims ``[...]``.
+
+        Parameters
+        ----------
+        round, seed : Tensor
+            long ``[...]``.
+        decision : Tensor
+            long ``[..., agent]``: 0 reject, 1 accept, 2 continue (only verifiers' count).
+        y : Tensor
+            long ``[...]``: 1 if the pair is isomorphic (the right decision is accept).
+        done, terminated : Tensor
+            bool ``[...]``: incoming flags.
+        agent_done : Tensor
+            bool ``[..., agent]``: incoming per-agent flags.
+        """
+        p = self.params
+        d = decision[..., self.verifier_index].long()
+        if p.force_guess == "zero":
+            d = torch.zeros_like(d)
+        elif p.force_guess == "one":
+            d = torch.ones_like(d)
+        elif p.force_guess == "y":
+            d = y.long()
+        guess_mask = self.guess_mask(round, seed)
+        decided = guess_mask & (d != CONTINUE) & (round >= self.min_message_rounds - 1)
+        shared_done = done | decided
+        correct = d == y
+        zero = torch.zeros(round.shape, dtype=torch.float32, device=round.device)
+        r_v = torch.where(
+            decided,
+            torch.where(correct, p.verifier_reward, p.verifier_incorrect_penalty),
+            zero,
+        )
+        new_terminated = (round >= self.max_message_rounds - 1) & ~decided
+        terminated = terminated | new_terminated
+        r_v = torch.where(new_terminated, p.verifier_terminated_penalty, r_v)
+        r_v = torch.where(guess_mask & ~shared_done & ~terminated, p.verifier_no_guess_reward, r_v)
+        reward = self.prover_rewards(r_v, decided, d)
+        agent_done = agent_done | shared_done.unsqueeze(-1)
+        return ProtocolStep(shared_done, agent_done, terminated, reward)
+
+    def prover_rewards(self, verifier_reward: Tensor, decided: Tensor, decision: Tensor) -> Tensor:
+        """float ``[..., agent]``: every agent's reward given the verifier's.
+
+        By default (not ``shared_reward``) each prover argues for one side: with one prover it
+        wants "accept"; with two, prover 0 wants "reject" and prover 1 "accept".
+        """
+        p = self.params
+        reward = torch.zeros(
+            (*verifier_reward.shape, self.num_agents), device=verifier_reward.device
+        )
+        reward[..., self.verifier_index] = verifier_reward
+        provers = [self.agent_names.index(name) for name in self.prover_names]
+        if p.shared_reward:
+            for i in provers:
+                reward[..., i] = verifier_reward
+            return reward
+        stances = [ACCEPT] if len(provers) == 1 else [REJECT, ACCEPT]
+        if len(provers) > 2:
+            raise ValueError("default prover rewards are defined for at most two provers")
+        for i, stance in zip(provers, stances, strict=True):
+            reward[..., i] = p.prover_reward * (decided & (decision == stance)).float()
+        return reward
+
+
+class DeterministicProtocolHandler(ProtocolHandler):
+    """A protocol whose turn order depends only on the round, via a precomputed table."""
+
+    @abstractmethod
+    def is_agent_active(self, agent_name: str, round: int, channel_name: str) -> bool:
+        """Whether the agent sends a message in the channel in this round."""
+
+    def _active_table(self, device: torch.device) -> Tensor:
+        """bool ``[round, agent, channel]``, built once per device."""
+        cache = self.__dict__.setdefault("_active_tables", {})
+        if device not in cache:
+            table = torch.tensor(
+                [
+                    [
+                        [self.is_agent_active(a, r, c) for c in self.channel_names]
+                        for a in self.agent_names
+                    ]
+                    for r in range(self.max_message_rounds)
+                ],
+                dtype=torch.bool,
+            )
+            if (table & ~self.agent_channel_visibility).any():
+                raise ValueError(f"{type(self).__name__}: an agent is active in a hidden channel")
+            cache[device] = table.to(device)
+        return cache[device]
+
+    def active_mask(self, round: Tensor, seed: Tensor) -> Tensor:  # noqa: D102
+        table = self._active_table(round.device)
+        return table[round.clamp(0, self.max_message_rounds - 1)]
+
+
+def build_protocol_handler(params: ProtocolConfig) -> ProtocolHandler:
+    """Instantiate the handler registered under ``params.name``."""
+    return PROTOCOL_REGISTRY.get_class(params.name)(params)

@@ -1,0 +1,68 @@
+"""Entry point: ``python -m nip.run [overrides]`` trains one experiment (or a sweep with -m)."""
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from nip.cli import CONFIG_DIR, guarded, preflight
+from nip.config import HyperParameters, register_configs, validate_hyper_params
+from nip.experiment_settings import ExperimentSettings, resolve_device
+
+log = logging.getLogger("nip")
+
+
+def run_experiment(hyper_params: HyperParameters, settings: ExperimentSettings):
+    """Build the scenario and the trainer, train (or resume) and test.
+
+    Returns
+    -------
+    TensorDictRlTrainer
+        The trainer after training, for inspection.
+    """
+    from nip.factory import build_scenario_instance, build_trainer
+
+    validate_hyper_params(hyper_params)
+    scenario_instance = build_scenario_instance(hyper_params, settings)
+    trainer = build_trainer(hyper_params, scenario_instance, settings)
+    trainer.train()
+    return trainer
+
+
+def settings_from_hyper_params(hyper_params: HyperParameters, run_dir: Path) -> ExperimentSettings:
+    """Runtime settings for a run in ``run_dir``."""
+    if hyper_params.device.num_threads:
+        torch.set_num_threads(hyper_params.device.num_threads)
+    return ExperimentSettings(
+        run_dir=Path(run_dir),
+        device=resolve_device(hyper_params.device.type),
+        cache_dir=Path(hyper_params.cache_dir).expanduser(),
+        progress_bar=hyper_params.logger.progress_bar,
+        logger=log,
+    )
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    def task():
+        hyper_params = OmegaConf.to_object(cfg)
+        validate_hyper_params(hyper_params)
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        run_experiment(hyper_params, settings_from_hyper_params(hyper_params, run_dir))
+
+    guarded(task)
+
+
+def main() -> None:
+    """Register the schema, check the overrides, and hand over to Hydra."""
+    register_configs()
+    preflight("config", sys.argv[1:])
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

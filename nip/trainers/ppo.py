@@ -1,0 +1,52 @@
+"""PPO with independent per-agent critics (``trainer=ppo``)."""
+
+from torchrl.objectives.value import GAE
+
+from nip.objectives.ppo import MultiAgentClipPPOLoss
+from nip.trainers.registry import TRAINER_REGISTRY
+from nip.trainers.rl_tensordict_base import TensorDictRlTrainer
+
+AGENT_KEYS = {
+    "action": ("agents", "action"),
+    "sample_log_prob": ("agents", "sample_log_prob"),
+    "value": ("agents", "state_value"),
+    "advantage": ("agents", "advantage"),
+    "value_target": ("agents", "value_target"),
+    "reward": ("agents", "reward"),
+    "done": ("agents", "done"),
+    "terminated": ("agents", "terminated"),
+}
+
+
+@TRAINER_REGISTRY.register("ppo")
+class PpoTrainer(TensorDictRlTrainer):
+    """Clipped PPO and per-agent GAE over the combined agents."""
+
+    def _get_loss_module_and_gae(self):
+        loss_cfg = self.hyper_params.loss
+        adv_cfg = self.hyper_params.advantage
+        loss = MultiAgentClipPPOLoss(
+            self.policy_operator,
+            self.value_operator,
+            num_agents=self.num_agents,
+            clip_epsilon=loss_cfg.clip_epsilon,
+            entropy_coeff=loss_cfg.entropy_coeff,
+            critic_coeff=loss_cfg.critic_coeff,
+            loss_critic_type=loss_cfg.loss_critic_type,
+            normalize_advantage=loss_cfg.normalize_advantage,
+            clip_value=loss_cfg.clip_epsilon if loss_cfg.clip_value else None,
+        )
+        loss.set_keys(**AGENT_KEYS)
+        gae = GAE(
+            gamma=adv_cfg.gamma,
+            lmbda=adv_cfg.lmbda,
+            value_network=self.value_operator,
+            average_gae=False,
+            # The combined value network runs batched already; vmap adds nothing but
+            # restrictions on in-place ops.
+            deactivate_vmap=True,
+        )
+        gae.set_keys(
+            **{k: v for k, v in AGENT_KEYS.items() if k not in ("action", "sample_log_prob")}
+        )
+        return loss, gae

@@ -1,0 +1,641 @@
+"""The TensorDict RL trainer: collect, compute advantages, update, log, checkpoint, resume."""
+
+import contextlib
+import dataclasses
+import json
+import math
+import platform
+import time
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from tensordict import TensorDictBase
+from torch import nn
+from torchrl.collectors import Collector
+from torchrl.data import LazyTensorStorage, ReplayBuffer
+from torchrl.data.replay_buffers import SamplerWithoutReplacement
+from torchrl.envs import ObservationNorm
+
+import nip
+from nip.checkpointing import (
+    CHECKPOINT_FORMAT_VERSION,
+    STATE_FILE,
+    atomic_torch_save,
+    atomic_write_json,
+    capture_rng_state,
+    load_checkpoint_file,
+    resolve_checkpoint_path,
+    restore_rng_state,
+    tensordict_from_state,
+    tensordict_to_state,
+)
+from nip.config.root import science_dict
+from nip.errors import NipCheckpointError
+from nip.evaluation import episode_stats, run_episodes
+from nip.metrics import MetricsFile
+from nip.operators import (
+    NORMALIZED_KEYS,
+    add_observation_norm,
+    build_policy_operator,
+    build_value_operator,
+)
+from nip.plotting import plot_metrics
+from nip.scenarios.graph_iso.agents import parameter_groups
+from nip.stats import rollout_stats
+from nip.trainers.param_freezer import ParamGroupFreezer
+from nip.trainers.trainer_base import Trainer, TrainerState, attach_progress_bar
+from nip.utils.seeding import derive_seed, set_global_seed
+
+
+class CheckpointNotFoundError(FileNotFoundError):
+    """The run has no checkpoint yet (a fresh run)."""
+
+
+class TensorDictRlTrainer(Trainer):
+    """Base of the RL trainers: everything but the loss and advantage estimator.
+
+    Subclasses implement :meth:`_get_loss_module_and_gae`. Construction builds the operators,
+    loss, optimizer and replay buffer and then either resumes from the run's checkpoint or
+    initialises a fresh state; :meth:`train` runs (the rest of) the training loop and the
+    final test.
+
+    Parameters
+    ----------
+    hyper_params : HyperParameters
+        The run's typed configuration.
+    scenario_instance : ScenarioInstance
+        Datasets, protocol, environments and the combined agents.
+    settings : ExperimentSettings
+        Runtime settings.
+    """
+
+    trainer_type: ClassVar[str] = "rl"
+    # Hyper-parameter fields that decide what a pretrained-body cache entry holds.
+    PRETRAINED_MODEL_CACHE_PARAM_KEYS: ClassVar[tuple[str, ...]] = ("scenario", "protocol", "seed")
+
+    def __init__(self, hyper_params, scenario_instance, settings):
+        super().__init__(hyper_params, scenario_instance, settings)
+        self.protocol_handler = scenario_instance.protocol_handler
+        self.agent_names = tuple(self.protocol_handler.agent_names)
+        self.num_agents = len(self.agent_names)
+        self.max_message_rounds = self.protocol_handler.max_message_rounds
+        self.device = settings.device
+        self.train_environment = scenario_instance.train_environment
+        self.test_environment = scenario_instance.test_environment
+        self.num_node_actions = (
+            self.protocol_handler.num_channels * hyper_params.scenario.message_size
+        )
+        self.metrics = MetricsFile(settings.run_dir / "metrics.jsonl")
+        self._checkpoint: dict[str, Any] | None = None
+        self.train_collector: Collector | None = None
+
+        if hyper_params.trainer.normalize_observations:
+            self._add_normalization_transforms()
+        self._build_operators()
+        self.loss_module, self.gae = self._get_loss_module_and_gae()
+        self.optimizer, self.param_group_freezer = self._get_optimizer_and_param_freezer(
+            self.loss_module
+        )
+        self.replay_buffer = self._get_replay_buffer()
+        try:
+            self.load_and_set_state_from_checkpoint()
+        except CheckpointNotFoundError:
+            self._initialise_state()
+
+    # -- paths -----------------------------------------------------------------------------
+    @classmethod
+    def get_checkpoint_base_dir_from_run_id(cls, run_id: str) -> Path:
+        """The checkpoint directory of a run (a run's id is its output directory)."""
+        return Path(run_id) / "checkpoints"
+
+    @property
+    def checkpoint_base_dir(self) -> Path:
+        """This run's checkpoint directory."""
+        return self.get_checkpoint_base_dir_from_run_id(self.settings.run_id)
+
+    @property
+    def checkpoint_state_path(self) -> Path:
+        """The checkpoint itself: models, optimizer, RNG, data order, in-flight episodes."""
+        return self.checkpoint_base_dir / STATE_FILE
+
+    @property
+    def checkpoint_metadata_path(self) -> Path:
+        """Package and platform versions of the checkpoint (informational)."""
+        return self.checkpoint_base_dir / "metadata.json"
+
+    @property
+    def checkpoint_params_path(self) -> Path:
+        """The hyper-parameters of the checkpoint, as JSON (informational)."""
+        return self.checkpoint_base_dir / "hyper_params.json"
+
+    # -- building --------------------------------------------------------------------------
+    def _add_normalization_transforms(self) -> None:
+        """Wrap both environments in observation normalisation of ``x`` and ``message``.
+
+        The statistics are placeholders (identity) until :meth:`_initialise_state` estimates
+        them or a checkpoint restores them; the test environment shares the training
+        statistics so agents see identically scaled inputs in training and test.
+        """
+        self.observation_norms: dict[str, list[ObservationNorm]] = {k: [] for k in NORMALIZED_KEYS}
+        self.train_environment, train_norms = add_observation_norm(self.train_environment)
+        self.test_environment, test_norms = add_observation_norm(self.test_environment)
+        for key in NORMALIZED_KEYS:
+            self.observation_norms[key] = [train_norms[key], test_norms[key]]
+
+    def _observation_norm_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {
+            key: {"loc": norms[0].loc.detach().cpu(), "scale": norms[0].scale.detach().cpu()}
+            for key, norms in getattr(self, "observation_norms", {}).items()
+        }
+
+    def _set_observation_norm_state(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
+        for key, norms in getattr(self, "observation_norms", {}).items():
+            for norm in norms:
+                norm.loc.copy_(state[key]["loc"])
+                norm.scale.copy_(state[key]["scale"])
+
+    @torch.no_grad()
+    def _estimate_normalization_stats(self) -> None:
+        """Estimate one mean and standard deviation per normalised key from random play.
+
+        Episodes are played with random actions through episode ends (environments are
+        reset as they finish, nothing stops at the first end), so the statistics cover every
+        round, not only freshly reset all-zero observations. A degenerate scale (a key that
+        never varies) falls back to 1 instead of blowing the inputs up.
+        """
+        base_env = self.scenario_instance.train_environment
+        env = base_env.spawn(seed=derive_seed(self.hyper_params.seed, "normalization"))
+        steps = math.ceil(self.hyper_params.trainer.num_normalization_frames / env.num_envs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.hyper_params.seed, "normalization_actions"))
+            rollout = env.rollout(steps, break_when_any_done=False)
+        for key in NORMALIZED_KEYS:
+            values = rollout[key].double()
+            loc, scale = values.mean(), values.std()
+            if not torch.isfinite(scale) or scale < 1e-4:
+                scale = torch.ones_like(scale)
+            for norm in self.observation_norms[key]:
+                norm.loc.fill_(loc.item())
+                norm.scale.fill_(scale.item())
+        self.settings.logger.info(
+            "observation normalisation: "
+            + ", ".join(
+                f"{k} loc={v['loc'].item():.4g} scale={v['scale'].item():.4g}"
+                for k, v in self._observation_norm_state().items()
+            )
+        )
+
+    def _build_operators(self) -> None:
+        """The TorchRL policy (a probabilistic actor over all agents) and value operators."""
+        self.policy_operator = build_policy_operator(self.scenario_instance.combined_policy)
+        self.value_operator = build_value_operator(self.scenario_instance.combined_value)
+
+    @abstractmethod
+    def _get_loss_module_and_gae(self) -> tuple[nn.Module, nn.Module | None]:
+        """The loss module and the advantage estimator (``None`` if the loss needs none)."""
+
+    def _get_optimizer_and_param_freezer(
+        self, loss_module: nn.Module
+    ) -> tuple[torch.optim.Optimizer, ParamGroupFreezer]:
+        """Adam over per-agent parameter groups built from module structure.
+
+        Raises
+        ------
+        RuntimeError
+            If a trainable parameter of the loss module is in no group (a bug).
+        """
+        groups = parameter_groups(
+            self.scenario_instance.combined_policy,
+            self.scenario_instance.combined_value,
+            self.hyper_params.scenario,
+            self.protocol_handler,
+            self.hyper_params.trainer.lr,
+        )
+        grouped = {id(p) for g in groups for p in g["params"]}
+        missing = [
+            n for n, p in loss_module.named_parameters() if p.requires_grad and id(p) not in grouped
+        ]
+        if missing:
+            raise RuntimeError(f"parameters without an optimizer group: {missing[:5]}")
+        for group in groups:
+            group["initial_lr"] = group["lr"]
+        optimizer = torch.optim.Adam(groups, eps=1e-5)
+        by_agent = {
+            agent: [g for g in optimizer.param_groups if g["name"].split(".")[0] == agent]
+            for agent in self.agent_names
+        }
+        return optimizer, ParamGroupFreezer(optimizer, by_agent)
+
+    def _get_replay_buffer(self, transform=None) -> ReplayBuffer:
+        """A buffer holding one iteration's frames, sampled in minibatches without replacement."""
+        t = self.hyper_params.trainer
+        return ReplayBuffer(
+            storage=LazyTensorStorage(t.frames_per_batch, device=self.device),
+            sampler=SamplerWithoutReplacement(),
+            batch_size=t.minibatch_size,
+            transform=transform,
+        )
+
+    def _get_data_collectors(self) -> tuple[Collector, None]:
+        """The training collector; the test loop plays whole episodes itself (see below).
+
+        The final test plays exactly one episode per test pair and pass
+        (:func:`nip.evaluation.run_episodes`) instead of collecting fixed-size batches, so
+        every test pair counts equally; hence no test collector.
+        """
+        collector = Collector(
+            self.train_environment,
+            self.policy_operator,
+            frames_per_batch=self.hyper_params.trainer.frames_per_batch,
+            total_frames=-1,
+            device=self.device,
+            track_traj_ids=False,
+            auto_register_policy_transforms=False,
+        )
+        return collector, None
+
+    # -- state -----------------------------------------------------------------------------
+    def _initialise_state(self) -> None:
+        """A fresh run: iteration 0, normalisation statistics estimated, or a base run's agents."""
+        self.state = TrainerState()
+        if self.hyper_params.trainer.normalize_observations:
+            self._estimate_normalization_stats()
+        if self.settings.base_run_checkpoint is not None:
+            self.load_and_set_state_from_checkpoint(from_base_run=True)
+
+    def load_and_set_state_from_checkpoint(
+        self, from_base_run: bool = False, version: str = "latest"
+    ) -> None:
+        """Resume this run from its checkpoint, or take agents from a base run's checkpoint.
+
+        Parameters
+        ----------
+        from_base_run : bool
+            Load only the agents' weights and normalisation statistics from
+            ``settings.base_run_checkpoint`` (a new run starting from a trained system).
+        version : str
+            Which W&B artifact version of the base run's checkpoint (``latest``, ``v3``, ...).
+
+        Raises
+        ------
+        CheckpointNotFoundError
+            For the active run, when it has no checkpoint yet.
+        NipCheckpointError
+            When the checkpoint is unreadable or belongs to different science.
+        """
+        if from_base_run:
+            state = self._load_state_dict_from_base_run_checkpoint(version)
+            self.scenario_instance.combined_policy.load_state_dict(state["policy"])
+            self.scenario_instance.combined_value.load_state_dict(state["value"])
+            self._set_observation_norm_state(state["observation_norm"])
+            return
+        state = self._load_state_dict_from_active_run_checkpoint()
+        self._check_same_science(state)
+        t = self.hyper_params.trainer
+        if state["iteration"] > t.num_iterations:
+            raise NipCheckpointError(
+                f"the checkpoint in {self.checkpoint_base_dir} has completed "
+                f"{state['iteration']} iterations, more than trainer.num_iterations="
+                f"{t.num_iterations}"
+            )
+        self.scenario_instance.combined_policy.load_state_dict(state["policy"])
+        self.scenario_instance.combined_value.load_state_dict(state["value"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._set_observation_norm_state(state["observation_norm"])
+        self.state = TrainerState(
+            iteration=state["iteration"],
+            tested=state["tested"] and state["iteration"] == t.num_iterations,
+        )
+        self._checkpoint = state
+        self.settings.logger.info(
+            f"resuming from {self.checkpoint_state_path} at iteration {self.state.iteration}"
+        )
+
+    def _load_state_dict_from_active_run_checkpoint(self) -> dict[str, Any]:
+        """This run's checkpoint (local files are the source of truth)."""
+        if not self.checkpoint_state_path.is_file():
+            raise CheckpointNotFoundError(self.checkpoint_state_path)
+        return load_checkpoint_file(self.checkpoint_state_path)
+
+    def _load_state_dict_from_base_run_checkpoint(self, version: str = "latest") -> dict[str, Any]:
+        """The checkpoint named by ``settings.base_run_checkpoint``.
+
+        A local path (run directory, checkpoint directory or state file) is read directly;
+        anything else is taken as a W&B run path ``entity/project/run_id`` whose checkpoint
+        artifact ``checkpoint_<run_id>:<version>`` is downloaded with wandb's public API.
+        """
+        reference = self.settings.base_run_checkpoint
+        if reference is None:
+            raise NipCheckpointError("no base run checkpoint was given")
+        local = Path(reference).expanduser()
+        if not local.exists():
+            import wandb
+
+            run_id = reference.rstrip("/").split("/")[-1]
+            prefix = reference.rstrip("/").rsplit("/", 1)[0] + "/" if "/" in reference else ""
+            try:
+                artifact = wandb.Api().artifact(f"{prefix}checkpoint_{run_id}:{version}")
+                local = Path(artifact.download())
+            except Exception as e:  # wandb raises many error types for missing runs
+                raise NipCheckpointError(
+                    f"cannot fetch the checkpoint of base run {reference}:{version}: {e}"
+                ) from e
+        return load_checkpoint_file(resolve_checkpoint_path(local))
+
+    def _check_same_science(self, state: dict[str, Any]) -> None:
+        stored = json.loads(state["science"])
+        current = json.loads(json.dumps(science_dict(self.hyper_params), sort_keys=True))
+        if stored != current:
+            diffs = sorted(_differences(stored, current))
+            raise NipCheckpointError(
+                f"the run directory {self.settings.run_dir} holds a checkpoint of a different "
+                f"experiment (changed: {', '.join(diffs[:6])}); use a new run directory"
+            )
+
+    def _get_metadata(self) -> dict[str, Any]:
+        """Versions and platform, saved beside every checkpoint."""
+        import tensordict
+        import torchrl
+
+        return {
+            "package_name": "nip",
+            "package_version": nip.__version__,
+            "torch_version": torch.__version__,
+            "torchrl_version": torchrl.__version__,
+            "tensordict_version": tensordict.__version__,
+            "python_version": platform.python_version(),
+            "platform": platform.platform(),
+            "device": str(self.device),
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+    def save_checkpoint(self, log: bool = True) -> None:
+        """Write the complete training state atomically.
+
+        The state file holds models, optimizer, normalisation statistics, every RNG state,
+        the data order, the training environments' in-flight episodes and the iteration, so
+        that a resumed run continues exactly as if it had not stopped.
+
+        Parameters
+        ----------
+        log : bool
+            Also log the checkpoint as a W&B artifact when a W&B run is active.
+        """
+        state = {
+            "format_version": CHECKPOINT_FORMAT_VERSION,
+            "iteration": self.state.iteration,
+            "tested": self.state.tested,
+            "science": json.dumps(science_dict(self.hyper_params), sort_keys=True),
+            "hyper_params": json.loads(
+                json.dumps(dataclasses.asdict(self.hyper_params), default=str)
+            ),
+            "agent_names": list(self.agent_names),
+            "policy": self.scenario_instance.combined_policy.state_dict(),
+            "value": self.scenario_instance.combined_value.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "observation_norm": self._observation_norm_state(),
+            "rng": capture_rng_state(),
+            "metrics_lines": self.metrics.num_lines(),
+        }
+        if self.train_collector is not None:
+            state["train_env"] = self.scenario_instance.train_environment.env_state()
+            state["carrier"] = tensordict_to_state(self.train_collector._carrier)
+        atomic_write_json(self.checkpoint_metadata_path, self._get_metadata())
+        atomic_write_json(self.checkpoint_params_path, state["hyper_params"])
+        atomic_torch_save(state, self.checkpoint_state_path)
+        if log:
+            self._add_file_to_wandb_artifact(
+                f"checkpoint_{Path(self.settings.run_id).name}",
+                "checkpoint",
+                self.checkpoint_state_path,
+            )
+
+    def _add_file_to_wandb_artifact(
+        self, artifact_name: str, artifact_type: str, file_path: Path
+    ) -> None:
+        """Log a file as a new version of a W&B artifact (no-op without a W&B run)."""
+        run = self.settings.wandb_run
+        if run is None:
+            return
+        import wandb
+
+        artifact = wandb.Artifact(name=artifact_name, type=artifact_type)
+        artifact.add_file(str(file_path))
+        run.log_artifact(artifact)
+
+    # -- contexts --------------------------------------------------------------------------
+    def _build_train_context(self, stack: contextlib.ExitStack) -> contextlib.ExitStack:
+        """Gradients on and agents in training mode for the duration of ``stack``."""
+        stack.enter_context(torch.set_grad_enabled(True))
+        self.scenario_instance.combined_policy.train()
+        self.scenario_instance.combined_value.train()
+        return stack
+
+    def _build_test_context(self, stack: contextlib.ExitStack) -> contextlib.ExitStack:
+        """No gradients and agents in evaluation mode for the duration of ``stack``."""
+        stack.enter_context(torch.no_grad())
+        self.scenario_instance.combined_policy.eval()
+        self.scenario_instance.combined_value.eval()
+        stack.callback(self.scenario_instance.combined_policy.train)
+        stack.callback(self.scenario_instance.combined_value.train)
+        return stack
+
+    # -- training --------------------------------------------------------------------------
+    def train(self) -> None:
+        """Train for the remaining iterations, test, write the final metrics and plot."""
+        t = self.hyper_params.trainer
+        log = self.settings.logger
+        if self.state.iteration == t.num_iterations and self.state.tested:
+            log.info(f"the run in {self.settings.run_dir} is already complete")
+            plot_metrics(
+                self.metrics.path, self.settings.run_dir / "training_curves.png", self.agent_names
+            )
+            return
+        # Lines after the checkpoint's iteration come from work that will be redone.
+        self.metrics.truncate(self.state.iteration)
+        self._pretrain_agents()
+        self.train_collector, _ = self._get_data_collectors()
+        if self._checkpoint is not None and "carrier" in self._checkpoint:
+            self.scenario_instance.train_environment.load_env_state(self._checkpoint["train_env"])
+            carrier = tensordict_from_state(self._checkpoint["carrier"], self.device)
+            self.train_collector._carrier.update(carrier)
+            restore_rng_state(self._checkpoint["rng"])
+        else:
+            set_global_seed(derive_seed(self.hyper_params.seed, "training"))
+        try:
+            if self.state.iteration < t.num_iterations:
+                with contextlib.ExitStack() as stack:
+                    self._build_train_context(stack)
+                    self._run_train_loop()
+            with contextlib.ExitStack() as stack:
+                self._build_test_context(stack)
+                test_stats = self._run_test_loop()
+            self.metrics.append({"iteration": self.state.iteration, **test_stats})
+            self.state.tested = True
+            self.save_checkpoint()
+        finally:
+            self.train_collector.shutdown()
+        plot_metrics(
+            self.metrics.path, self.settings.run_dir / "training_curves.png", self.agent_names
+        )
+        log.info(
+            f"test accuracy {test_stats['test_mean_accuracy']:.3f}; outputs in {self.settings.run_dir}"
+        )
+
+    def _pretrain_agents(self) -> None:
+        """Hook for supervised pretraining of the agents' bodies before RL (none by default)."""
+
+    def _prepare_for_advantage(self, data: TensorDictBase) -> None:
+        """Give every agent done and terminated flags (``[..., A, 1]``) for GAE.
+
+        Every episode end is a true terminal state of this game: the verifier decided, or
+        the round limit (which agents observe through ``round``) was reached. So no agent
+        bootstraps past an episode end, whichever way it ended. (The environment's own
+        ``terminated`` flag keeps its narrower meaning, "ran out of rounds", for statistics.)
+        """
+        shape = (*data.batch_size, self.num_agents, 1)
+        done = data["next", "done"].unsqueeze(-2).expand(shape)
+        data.set(("next", "agents", "done"), done)
+        data.set(("next", "agents", "terminated"), done)
+
+    @attach_progress_bar(lambda self: self.hyper_params.trainer.num_iterations)
+    def _run_train_loop(self, iteration_context) -> None:
+        """Collect, estimate advantages, update on minibatches, log and checkpoint."""
+        t = self.hyper_params.trainer
+        iteration_context.step(self.state.iteration)
+        collector_iterator = iter(self.train_collector)
+        while self.state.iteration < t.num_iterations:
+            iteration = self.state.iteration
+            start = time.perf_counter()
+            if t.anneal_lr:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = group["initial_lr"] * (1 - iteration / t.num_iterations)
+            data = next(collector_iterator)
+            collected = time.perf_counter()
+            self._prepare_for_advantage(data)
+            if self.gae is not None:
+                with torch.no_grad():
+                    self.gae(data)
+            advantaged = time.perf_counter()
+            self.replay_buffer.empty()
+            self.replay_buffer.extend(data.reshape(-1))
+            mean_loss_vals = self._train_on_replay_buffer()
+            updated = time.perf_counter()
+
+            stats = {"iteration": iteration, **self._get_log_stats(data, mean_loss_vals)}
+            elapsed = updated - start
+            stats.update(
+                frames=(iteration + 1) * t.frames_per_batch,
+                time_collect_s=collected - start,
+                time_advantage_s=advantaged - collected,
+                time_update_s=updated - advantaged,
+                time_iteration_s=elapsed,
+                frames_per_s=t.frames_per_batch / elapsed,
+            )
+            self.metrics.append(stats)
+            if self.settings.wandb_run is not None:
+                self.settings.wandb_run.log(stats, step=iteration)
+            self.state.iteration += 1
+            if (
+                self.state.iteration % self.hyper_params.checkpoint.interval == 0
+                or self.state.iteration == t.num_iterations
+            ):
+                self.save_checkpoint()
+            iteration_context.set_postfix(
+                acc=f"{stats['mean_accuracy']:.3f}", fps=f"{stats['frames_per_s']:.0f}"
+            )
+            iteration_context.step()
+
+    def _train_on_replay_buffer(self) -> TensorDictBase:
+        """Epochs x minibatches of gradient steps on this iteration's frames.
+
+        Returns
+        -------
+        TensorDictBase
+            The loss module's outputs averaged over all minibatches.
+        """
+        t = self.hyper_params.trainer
+        num_minibatches = t.frames_per_batch // t.minibatch_size
+        total = None
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        for _ in range(t.num_epochs):
+            for _ in range(num_minibatches):
+                minibatch = self.replay_buffer.sample().to(self.device)
+                loss_vals = self.loss_module(minibatch)
+                self.loss_module.total_loss(loss_vals).backward()
+                torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                detached = loss_vals.detach()
+                total = detached if total is None else total + detached
+        return total / (t.num_epochs * num_minibatches)
+
+    def _get_log_stats(
+        self,
+        rollouts: TensorDictBase,
+        mean_loss_vals: TensorDictBase | None = None,
+        *,
+        train: bool = True,
+    ) -> dict[str, float]:
+        """Statistics of a batch of rollouts (and of the losses) as a flat dict of floats."""
+        stats = rollout_stats(
+            rollouts,
+            self.agent_names,
+            self.protocol_handler.verifier_index,
+            self.num_node_actions,
+            prefix="" if train else "test_",
+        )
+        if mean_loss_vals is not None:
+            for key, value in mean_loss_vals.items():
+                if key == "agents":
+                    for sub_key, column in value.items():
+                        for i, agent in enumerate(self.agent_names):
+                            stats[f"{agent}.{sub_key}"] = column[i].item()
+                else:
+                    stats[key] = value.item()
+            critic_coeff = getattr(self.loss_module, "critic_coeff", None)
+            if "loss_critic" in stats and critic_coeff:
+                stats["loss_critic_unscaled"] = stats["loss_critic"] / float(critic_coeff)
+        return stats
+
+    @attach_progress_bar(lambda self: self.hyper_params.trainer.num_test_passes)
+    def _run_test_loop(self, iteration_context) -> dict[str, float]:
+        """One episode per test pair and pass; accuracy overall, by label and by WL score."""
+        t = self.hyper_params.trainer
+        dataset = self.scenario_instance.test_dataset
+        env = self.test_environment
+        base = self.scenario_instance.test_environment
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.hyper_params.seed, "test"))
+            base.cycler.restart()
+            results = []
+            for _ in range(t.num_test_passes):
+                results.append(
+                    run_episodes(
+                        env,
+                        self.policy_operator,
+                        len(dataset),
+                        self.protocol_handler.verifier_index,
+                        self.num_node_actions,
+                    )
+                )
+                iteration_context.step()
+        merged = type(results[0])(
+            *(
+                torch.cat([getattr(r, f.name) for r in results])
+                for f in dataclasses.fields(results[0])
+            )
+        )
+        return episode_stats(merged, self.agent_names, dataset.wl_score, prefix="test_")
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two nested dicts differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]

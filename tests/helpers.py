@@ -1,0 +1,74 @@
+"""Helpers for tests: tiny datasets and configurations that make end-to-end runs fast."""
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from nip.config.advantage import GaeConfig
+from nip.config.loss import ClipLossConfig
+from nip.config.protocol import ProtocolConfig
+from nip.config.root import HyperParameters
+from nip.config.runtime import CheckpointConfig, DeviceConfig, LoggerConfig
+from nip.config.scenario import GraphIsoAgentConfig, GraphIsoScenarioConfig
+from nip.config.trainer import PpoTrainerConfig
+from nip.scenarios.graph_iso.dataset import GraphPairDataset
+
+
+def random_pairs(num_pairs: int, num_nodes: int = 6, seed: int = 0) -> GraphPairDataset:
+    """Random graph pairs (not WL-scored: half labelled isomorphic) for environment tests."""
+    g = torch.Generator().manual_seed(seed)
+    upper = torch.rand(num_pairs, 2, num_nodes, num_nodes, generator=g) < 0.4
+    upper = upper.triu(1)
+    adjacency = upper | upper.transpose(-1, -2)
+    sizes = torch.randint(num_nodes - 2, num_nodes + 1, (num_pairs, 1), generator=g)
+    node_mask = (torch.arange(num_nodes) < sizes)[:, None, :].expand(num_pairs, 2, num_nodes)
+    adjacency = adjacency & node_mask[..., :, None] & node_mask[..., None, :]
+    wl_score = torch.where(torch.arange(num_pairs) % 2 == 0, -1, 2)
+    return GraphPairDataset(
+        adjacency=adjacency, node_mask=node_mask.clone(), wl_score=wl_score.long()
+    )
+
+
+def tiny_agent(num_gnn_layers: int) -> GraphIsoAgentConfig:
+    return GraphIsoAgentConfig(
+        num_gnn_layers=num_gnn_layers,
+        d_gnn=8,
+        d_gin_mlp=8,
+        num_heads=2,
+        d_transformer=8,
+        d_transformer_mlp=8,
+        d_node_selector=8,
+        d_decider=8,
+        d_value=8,
+    )
+
+
+def tiny_hyper_params(cache_dir: Path, **trainer_overrides) -> HyperParameters:
+    """The foundation issue's tiny settings, with tiny networks, for fast end-to-end runs."""
+    trainer = PpoTrainerConfig(
+        num_iterations=2,
+        frames_per_batch=64,
+        num_epochs=1,
+        minibatch_size=32,
+        num_normalization_frames=64,
+    )
+    trainer = dataclasses.replace(trainer, **trainer_overrides)
+    return HyperParameters(
+        seed=11,
+        trainer=trainer,
+        scenario=GraphIsoScenarioConfig(
+            num_train_pairs=200,
+            num_test_pairs=50,
+            d_representation=8,
+            prover=tiny_agent(2),
+            verifier=tiny_agent(1),
+        ),
+        protocol=ProtocolConfig(),
+        loss=ClipLossConfig(),
+        advantage=GaeConfig(),
+        device=DeviceConfig(type="cpu"),
+        logger=LoggerConfig(progress_bar=False),
+        checkpoint=CheckpointConfig(interval=1),
+        cache_dir=str(cache_dir),
+    )

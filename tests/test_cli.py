@@ -1,0 +1,159 @@
+"""The command line: a tiny end-to-end run, evaluation, SIGKILL + resume, and bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TIME_PREFIXES = ("time_", "frames_per_s")
+
+
+def tiny(run_dir: Path, cache: Path, iterations: int = 2) -> list[str]:
+    """The foundation issue's tiny settings, with the paper's networks."""
+    return [
+        f"trainer.num_iterations={iterations}",
+        "trainer.frames_per_batch=64",
+        "trainer.num_epochs=1",
+        "trainer.minibatch_size=32",
+        "trainer.num_normalization_frames=64",
+        "scenario.num_train_pairs=200",
+        "scenario.num_test_pairs=50",
+        "device=cpu",
+        "device.num_threads=1",
+        "logger.progress_bar=false",
+        f"cache_dir={cache}",
+        f"hydra.run.dir={run_dir}",
+    ]
+
+
+def nip(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.startswith(TIME_PREFIXES)} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli")
+    run_dir = base / "run"
+    result = nip("nip.run", *tiny(run_dir, base / "cache"))
+    assert result.returncode == 0, result.stderr
+    return run_dir, base / "cache"
+
+
+def test_tiny_run_outputs(finished_run):
+    run_dir, _ = finished_run
+    rows = metrics(run_dir)
+    assert [r["iteration"] for r in rows] == [0, 1, 2]
+    assert all("mean_accuracy" in r for r in rows[:2])
+    assert "test_mean_accuracy" in rows[2]
+    assert (run_dir / "checkpoints" / "state.pt").is_file()
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / "run.log").is_file()
+    assert (run_dir / "training_curves.png").is_file()
+
+
+def test_rerun_of_finished_run_changes_nothing(finished_run):
+    run_dir, cache = finished_run
+    before = (run_dir / "metrics.jsonl").read_text()
+    result = nip("nip.run", *tiny(run_dir, cache))
+    assert result.returncode == 0, result.stderr
+    assert (run_dir / "metrics.jsonl").read_text() == before
+
+
+def test_evaluate_original_format_file(finished_run, tmp_path):
+    from nip.scenarios.graph_iso.dataset import save_original_format
+    from nip.scenarios.graph_iso.generation import generate_pairs
+    from tests.helpers import tiny_hyper_params
+
+    params = tiny_hyper_params(tmp_path).scenario
+    dataset = generate_pairs(params, 40, seed=5)
+    path = tmp_path / "pairs.pt"
+    save_original_format(dataset, path)
+    run_dir, _ = finished_run
+    result = nip("nip.evaluate", f"checkpoint={run_dir}", f"dataset.path={path}", "device=cpu")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((run_dir / "checkpoints" / "evaluation_pairs.json").read_text())
+    assert report["num_pairs"] == 40 and report["num_episodes"] == 40
+    assert 0 <= report["mean_accuracy"] <= 1
+    assert "accuracy_isomorphic" in report and "accuracy_non_isomorphic" in report
+    assert any(k.startswith("accuracy_wl_score_") for k in report)
+    assert "accuracy:" in result.stdout
+
+
+def test_print_composed_config():
+    result = nip("nip.run", "--cfg", "job", "protocol.max_message_rounds=6")
+    assert result.returncode == 0, result.stderr
+    assert "max_message_rounds: 6" in result.stdout
+    assert "num_train_pairs: 10000" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.lr=abc"], "trainer.lr"),
+        (["trainer.nonexistent_knob=1"], "nonexistent_knob"),
+        (["protocol=nonexistent"], "protocol/nonexistent"),
+        (["protocol.min_message_rounds=9", "protocol.max_message_rounds=8"], "min_message_rounds"),
+        (["trainer.minibatch_size=128"], "minibatch_size"),
+        (["scenario.dataset_path={missing}"], "no such file"),
+        (["scenario.dataset_path={not_a_dataset}"], "not_a_dataset.txt"),
+    ],
+)
+def test_bad_input_is_one_line(finished_run, tmp_path, overrides, message):
+    run_dir, cache = finished_run
+    not_a_dataset = tmp_path / "not_a_dataset.txt"
+    not_a_dataset.write_text("these are not graphs\n")
+    overrides = [
+        o.format(missing=tmp_path / "missing.pt", not_a_dataset=not_a_dataset) for o in overrides
+    ]
+    checkpoint = run_dir / "checkpoints" / "state.pt"
+    before = checkpoint.read_bytes(), (run_dir / "metrics.jsonl").read_text()
+    # Run in the finished run's directory: a failure must not touch its results.
+    result = nip("nip.run", *tiny(run_dir, cache), *overrides)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("nip: error:") and message in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+    assert (checkpoint.read_bytes(), (run_dir / "metrics.jsonl").read_text()) == before
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
+    cache = tmp_path / "cache"
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    args = ["checkpoint.interval=1"]
+    assert nip("nip.run", *tiny(straight, cache, 5), *args).returncode == 0
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nip.run", *tiny(killed, cache, 5), *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        path = killed / "metrics.jsonl"
+        if path.exists() and len(path.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert len((killed / "metrics.jsonl").read_text().splitlines()) < 6
+    result = nip("nip.run", *tiny(killed, cache, 5), *args)
+    assert result.returncode == 0, result.stderr
+    assert metrics(killed) == metrics(straight)

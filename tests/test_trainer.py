@@ -1,0 +1,183 @@
+"""The PPO trainer: optimizer groups, GAE shapes, checkpoints, exact resume, determinism."""
+
+import json
+
+import pytest
+import torch
+
+import nip.factory
+from nip.checkpointing import load_checkpoint_file
+from nip.errors import NipCheckpointError
+from nip.experiment_settings import ExperimentSettings
+from nip.factory import build_scenario_instance, build_trainer
+from nip.run import run_experiment
+from tests.helpers import random_pairs, tiny_hyper_params
+
+TIME_KEYS = ("time_", "frames_per_s")
+
+
+@pytest.fixture(autouse=True)
+def small_datasets(monkeypatch):
+    """Random pairs instead of generated ones: these tests are about the trainer."""
+    monkeypatch.setattr(
+        nip.factory,
+        "build_datasets",
+        lambda params, cache_dir: (random_pairs(120, 6, 0), random_pairs(30, 6, 1)),
+    )
+
+
+def settings(run_dir):
+    return ExperimentSettings(run_dir=run_dir, progress_bar=False)
+
+
+def read_metrics(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.startswith(TIME_KEYS)} for r in rows]
+
+
+def build(tmp_path, **overrides):
+    hp = tiny_hyper_params(tmp_path / "cache", **overrides)
+    s = settings(tmp_path / "run")
+    return build_trainer(hp, build_scenario_instance(hp, s), s)
+
+
+def test_one_iteration_shapes_and_per_agent_advantages(tmp_path):
+    trainer = build(tmp_path)
+    collector, _ = trainer._get_data_collectors()
+    data = next(iter(collector))
+    collector.shutdown()
+    num_envs = 64 // trainer.max_message_rounds
+    assert data.batch_size == (num_envs, trainer.max_message_rounds)
+    assert data["agents", "sample_log_prob"].shape == (num_envs, 8, 2)
+    trainer._prepare_for_advantage(data)
+    with torch.no_grad():
+        trainer.gae(data)
+    for key in ("advantage", "value_target", "state_value"):
+        assert data["agents", key].shape == (num_envs, 8, 2, 1)
+    # Per-agent GAE: each agent's advantage uses only its own rewards and values.
+    reward = data["next", "agents", "reward"].clone()
+    data["next", "agents", "reward"][..., 0, :] += 10.0
+    with torch.no_grad():
+        trainer.gae(data)
+    changed = data["agents", "advantage"].clone()
+    data["next", "agents", "reward"] = reward
+    with torch.no_grad():
+        trainer.gae(data)
+    assert not torch.allclose(changed[..., 0, :], data["agents", "advantage"][..., 0, :])
+    torch.testing.assert_close(changed[..., 1, :], data["agents", "advantage"][..., 1, :])
+
+
+def test_off_turn_log_probs_are_masked(tmp_path):
+    trainer = build(tmp_path)
+    collector, _ = trainer._get_data_collectors()
+    data = next(iter(collector))
+    collector.shutdown()
+    node_active = data["agents", "node_active"]
+    # Verifier first: in round 0 only the verifier speaks, so the prover's log-prob is 0.
+    round0 = data["round"] == 0
+    assert round0.any()
+    assert not node_active[round0][:, 0].any()
+    assert (data["agents", "sample_log_prob"][round0][:, 0] == 0).all()
+    assert (data["agents", "sample_log_prob"][round0][:, 1] < 0).all()
+
+
+def test_optimizer_groups_cover_loss_parameters(tmp_path):
+    trainer = build(tmp_path)
+    grouped = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    for name, p in trainer.loss_module.named_parameters():
+        if p.requires_grad:
+            assert id(p) in grouped, name
+    names = {g["name"] for g in trainer.optimizer.param_groups}
+    assert {"prover.actor_gnn", "verifier.critic_head"} <= names
+    assert all(g["lr"] == pytest.approx(3e-4) for g in trainer.optimizer.param_groups)
+
+
+def test_param_freezer_stops_gradients(tmp_path):
+    trainer = build(tmp_path)
+    freezer = trainer.param_group_freezer
+    prover_params = [p for g in freezer.agent_groups["prover"] for p in g["params"]]
+    freezer.freeze("prover")
+    assert all(not p.requires_grad for p in prover_params)
+    in_optimizer = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert not any(id(p) in in_optimizer for p in prover_params)
+    freezer.unfreeze("prover")
+    assert all(p.requires_grad for p in prover_params)
+    assert len(trainer.optimizer.param_groups) == sum(len(v) for v in freezer.agent_groups.values())
+
+
+def test_run_writes_metrics_checkpoint_and_plot(tmp_path):
+    hp = tiny_hyper_params(tmp_path / "cache")
+    run_experiment(hp, settings(tmp_path / "run"))
+    rows = read_metrics(tmp_path / "run")
+    assert [r["iteration"] for r in rows] == [0, 1, 2]
+    assert "mean_accuracy" in rows[0] and "verifier.mean_episode_reward" in rows[0]
+    assert "prover.loss_objective" in rows[0] and "loss_critic" in rows[0]
+    assert 0 <= rows[-1]["test_mean_accuracy"] <= 1
+    assert (tmp_path / "run" / "training_curves.png").stat().st_size > 1000
+    state = load_checkpoint_file(tmp_path / "run" / "checkpoints" / "state.pt")
+    assert state["iteration"] == 2 and state["tested"]
+
+
+def test_same_seed_same_metrics_and_seed_matters(tmp_path):
+    run_experiment(tiny_hyper_params(tmp_path / "c"), settings(tmp_path / "a"))
+    run_experiment(tiny_hyper_params(tmp_path / "c"), settings(tmp_path / "b"))
+    assert read_metrics(tmp_path / "a") == read_metrics(tmp_path / "b")
+    other = tiny_hyper_params(tmp_path / "c")
+    other.seed = 12
+    run_experiment(other, settings(tmp_path / "other"))
+    assert read_metrics(tmp_path / "a")[0] != read_metrics(tmp_path / "other")[0]
+
+
+def test_stop_and_resume_is_exact(tmp_path):
+    """Extending a finished run, and resuming after a crash, reproduce the straight run."""
+    cache = tmp_path / "cache"
+    run_experiment(tiny_hyper_params(cache, num_iterations=4), settings(tmp_path / "straight"))
+    expected = read_metrics(tmp_path / "straight")
+
+    run_experiment(tiny_hyper_params(cache, num_iterations=2), settings(tmp_path / "extended"))
+    run_experiment(tiny_hyper_params(cache, num_iterations=4), settings(tmp_path / "extended"))
+    assert read_metrics(tmp_path / "extended") == expected
+
+    # A crash in the middle of iteration 3 (after its metrics line of iteration 2 was
+    # written but before the checkpoint) loses nothing once resumed.
+    hp = tiny_hyper_params(cache, num_iterations=4)
+    s = settings(tmp_path / "crashed")
+    trainer = build_trainer(hp, build_scenario_instance(hp, s), s)
+    original = trainer._train_on_replay_buffer
+    calls = []
+
+    def crash_on_third():
+        calls.append(1)
+        if len(calls) == 3:
+            (s.run_dir / "metrics.jsonl").open("a").write('{"torn": ')
+            raise KeyboardInterrupt
+        return original()
+
+    trainer._train_on_replay_buffer = crash_on_third
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert load_checkpoint_file(s.run_dir / "checkpoints" / "state.pt")["iteration"] == 2
+    run_experiment(hp, s)
+    assert read_metrics(tmp_path / "crashed") == expected
+
+
+def test_changed_science_is_refused_and_keeps_checkpoint(tmp_path):
+    cache = tmp_path / "cache"
+    run_experiment(tiny_hyper_params(cache), settings(tmp_path / "run"))
+    checkpoint = tmp_path / "run" / "checkpoints" / "state.pt"
+    before = checkpoint.read_bytes()
+    metrics_before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    changed = tiny_hyper_params(cache, lr=1e-3, num_iterations=3)
+    with pytest.raises(NipCheckpointError, match="trainer.lr"):
+        run_experiment(changed, settings(tmp_path / "run"))
+    assert checkpoint.read_bytes() == before
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == metrics_before
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    checkpoint = tmp_path / "run" / "checkpoints" / "state.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"not a checkpoint")
+    with pytest.raises(NipCheckpointError, match="cannot read checkpoint"):
+        run_experiment(tiny_hyper_params(tmp_path / "cache"), settings(tmp_path / "run"))
+    assert checkpoint.read_bytes() == b"not a checkpoint"

@@ -27,7 +27,9 @@ def small_datasets(monkeypatch):
 
 
 def settings(run_dir):
-    return ExperimentSettings(run_dir=run_dir, progress_bar=False)
+    return ExperimentSettings(
+        run_dir=run_dir, progress_bar=False, cache_dir=run_dir.parent / "cache"
+    )
 
 
 def read_metrics(run_dir):
@@ -181,3 +183,22 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(NipCheckpointError, match="cannot read checkpoint"):
         run_experiment(tiny_hyper_params(tmp_path / "cache"), settings(tmp_path / "run"))
     assert checkpoint.read_bytes() == b"not a checkpoint"
+
+
+def test_pretraining_trains_bodies_and_is_cached(tmp_path):
+    overrides = dict(pretrain_agents=True, pretrain_epochs=2, pretrain_batch_size=32)
+    trainer = build(tmp_path, **overrides)
+    policy = trainer.scenario_instance.combined_policy
+    before = {k: v.clone() for k, v in policy.bodies.state_dict().items()}
+    trainer._pretrain_agents()
+    after = policy.bodies.state_dict()
+    for agent in ("prover", "verifier"):
+        gnn_keys = [k for k in before if k.startswith(f"{agent}.gnn")]
+        assert any(not torch.equal(before[k], after[k]) for k in gnn_keys), agent
+    cached = list((tmp_path / "cache" / "pretrained").glob("*.pt"))
+    assert len(cached) == 1
+
+    again = build(tmp_path, **overrides)
+    again._pretrain_agents()
+    for k, v in again.scenario_instance.combined_policy.bodies.state_dict().items():
+        torch.testing.assert_close(v, after[k])

@@ -36,6 +36,11 @@ class PpoTrainerConfig:
         test pair.
     use_shared_body : bool
         Share one body between each agent's policy and value heads.
+    pretrain_agents : bool
+        Before RL, train each agent's policy body with a supervised head to classify the
+        training pairs (isomorphic or not) from the graphs alone; cached by hyper-parameters.
+    pretrain_epochs, pretrain_batch_size, pretrain_lr : int, int, float
+        Settings of that supervised pretraining.
     """
 
     name: str = "ppo"
@@ -51,3 +56,7 @@ class PpoTrainerConfig:
     num_normalization_frames: int = 4096
     num_test_passes: int = 1
     use_shared_body: bool = False
+    pretrain_agents: bool = False
+    pretrain_epochs: int = 10
+    pretrain_batch_size: int = 256
+    pretrain_lr: float = 1e-3

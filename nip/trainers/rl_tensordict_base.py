@@ -45,6 +45,7 @@ from nip.plotting import plot_metrics
 from nip.scenarios.graph_iso.agents import parameter_groups
 from nip.stats import rollout_stats
 from nip.trainers.param_freezer import ParamGroupFreezer
+from nip.trainers.pretraining import pretrain_policy_bodies
 from nip.trainers.trainer_base import Trainer, TrainerState, attach_progress_bar
 from nip.utils.seeding import derive_seed, set_global_seed
 
@@ -455,7 +456,8 @@ class TensorDictRlTrainer(Trainer):
             return
         # Lines after the checkpoint's iteration come from work that will be redone.
         self.metrics.truncate(self.state.iteration)
-        self._pretrain_agents()
+        if self._checkpoint is None:
+            self._pretrain_agents()
         self.train_collector, _ = self._get_data_collectors()
         if self._checkpoint is not None and "carrier" in self._checkpoint:
             self.scenario_instance.train_environment.load_env_state(self._checkpoint["train_env"])
@@ -485,7 +487,36 @@ class TensorDictRlTrainer(Trainer):
         )
 
     def _pretrain_agents(self) -> None:
-        """Hook for supervised pretraining of the agents' bodies before RL (none by default)."""
+        """Supervised pretraining of every agent's policy body (``trainer.pretrain_agents``).
+
+        Runs once, at the start of a fresh run (a resumed run has the trained weights in its
+        checkpoint). The result is cached by :attr:`PRETRAINED_MODEL_CACHE_PARAM_KEYS` plus
+        the pretraining settings, so runs that only differ elsewhere share it.
+        """
+        t = self.hyper_params.trainer
+        if not t.pretrain_agents:
+            return
+        params = dataclasses.asdict(self.hyper_params)
+        cache_key = {k: params[k] for k in self.PRETRAINED_MODEL_CACHE_PARAM_KEYS}
+        cache_key["pretrain"] = [t.pretrain_epochs, t.pretrain_batch_size, t.pretrain_lr]
+        cache_key["observation_norm"] = {
+            k: [v["loc"].item(), v["scale"].item()]
+            for k, v in self._observation_norm_state().items()
+        }
+        with contextlib.ExitStack() as stack:
+            self._build_train_context(stack)
+            pretrain_policy_bodies(
+                self.scenario_instance.combined_policy,
+                self.scenario_instance.train_dataset,
+                self.hyper_params.scenario,
+                observation_stats=self._observation_norm_state(),
+                epochs=t.pretrain_epochs,
+                batch_size=t.pretrain_batch_size,
+                lr=t.pretrain_lr,
+                seed=self.hyper_params.seed,
+                cache_key=cache_key,
+                cache_dir=self.settings.cache_dir,
+            )
 
     def _prepare_for_advantage(self, data: TensorDictBase) -> None:
         """Give every agent done and terminated flags (``[..., A, 1]``) for GAE.

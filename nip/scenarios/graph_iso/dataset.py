@@ -20,14 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from nip.checkpointing import atomic_torch_save
 from nip.config.scenario import GraphIsoScenarioConfig
 from nip.errors import NipDataError
 from nip.utils.seeding import derive_seed
@@ -334,7 +333,7 @@ def _load_ours(path: Path, data: dict) -> GraphPairDataset:
         )
     node_mask = _node_mask(sizes, num_nodes)
     _check_adjacency(path, adjacency, node_mask)
-    return GraphPairDataset(adjacency.clone(), node_mask, scores)
+    return GraphPairDataset(adjacency, node_mask, scores)
 
 
 def load_pairs_file(path: str | Path) -> GraphPairDataset:
@@ -379,21 +378,6 @@ def load_pairs_file(path: str | Path) -> GraphPairDataset:
 # Writing files
 
 
-def _atomic_torch_save(obj: object, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def save_pairs_file(dataset: GraphPairDataset, path: str | Path) -> None:
     """Write ``dataset`` in our format (atomically).
 
@@ -411,7 +395,7 @@ def save_pairs_file(dataset: GraphPairDataset, path: str | Path) -> None:
         "sizes": dataset.sizes.cpu(),
         "wl_score": dataset.wl_score.cpu(),
     }
-    _atomic_torch_save(data, Path(path).expanduser())
+    atomic_torch_save(data, Path(path).expanduser())
 
 
 def save_original_format(dataset: GraphPairDataset, path: str | Path) -> None:
@@ -435,7 +419,7 @@ def save_original_format(dataset: GraphPairDataset, path: str | Path) -> None:
         data[f"slices_{side}"] = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
         data[f"sizes_{side}"] = sizes[:, side_index].int()
     data["wl_scores"] = dataset.wl_score.cpu().int()
-    _atomic_torch_save(data, Path(path).expanduser())
+    atomic_torch_save(data, Path(path).expanduser())
 
 
 # --------------------------------------------------------------------------------------------

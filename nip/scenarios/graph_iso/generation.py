@@ -60,6 +60,8 @@ _MAX_POOL_SIZE = 1 << 20
 _MAX_GRAPHS_PER_QUOTA = 1 << 24
 # Largest growth factor of the pool between rounds.
 _MAX_POOL_GROWTH = 8.0
+# 0x9E3779B97F4A7C15 as a signed int64 (an odd multiplier for combining keys).
+_GOLDEN = -7046029254386353131
 
 
 def sample_erdos_renyi(
@@ -207,11 +209,9 @@ def _match_qualifying_pairs(
     mixed_size = group_size[new_group & mixed]
     scale = int(torch.where(mixed_size % 2 == 0, mixed_size - 1, mixed_size).max())
     mixed_index = mixed.nonzero().squeeze(1)
-    _, subgroup_size = torch.unique(
-        torch.stack([group_id[mixed_index], separate_sorted[mixed_index]], dim=1),
-        dim=0,
-        return_counts=True,
-    )
+    # One key per (group, separating key); a hash collision would only perturb ``expected``.
+    subgroup_key = separate_sorted[mixed_index] ^ (group_id[mixed_index] * _GOLDEN)
+    _, subgroup_size = torch.unique(subgroup_key, return_counts=True)
     num_qualifying = int((mixed_size * (mixed_size - 1) // 2).sum()) - int(
         (subgroup_size * (subgroup_size - 1) // 2).sum()
     )

@@ -8,7 +8,19 @@ from omegaconf.errors import OmegaConfBaseException
 
 from nip.errors import NipError
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = str(ROOT / "conf")
+# Sweep presets live in multirun_sweeps/sweep/NAME.yaml and are used as ``+sweep=NAME``.
+SWEEPS_SEARCHPATH = f"hydra.searchpath=[file://{ROOT / 'multirun_sweeps'}]"
+
+
+def with_sweeps_searchpath(argv: list[str]) -> list[str]:
+    """``argv`` plus the sweep presets' search path, unless the user set one."""
+    if any(a.startswith("hydra.searchpath") for a in argv):
+        return argv
+    # Hydra's argparse wants all overrides in one run: put it beside the first override.
+    first = next((i for i, a in enumerate(argv) if "=" in a and not a.startswith("-")), len(argv))
+    return [*argv[:first], SWEEPS_SEARCHPATH, *argv[first:]]
 
 
 def one_line(error: BaseException) -> str:
@@ -18,7 +30,8 @@ def one_line(error: BaseException) -> str:
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         text = str(error).strip().splitlines()
-        if text and text[0] not in parts:
+        # OmegaConf chains a copy of its message with unfilled "$VALUE" placeholders.
+        if text and text[0] not in parts and "$" not in text[0]:
             parts.append(text[0])
         error = error.__cause__ or error.__context__
     return ": ".join(parts) if parts else "unknown error"
@@ -63,6 +76,7 @@ def preflight(config_name: str, argv: list[str]) -> None:
         )
     }
     overrides = [a for i, a in enumerate(argv) if a in overrides and i not in skip]
+    overrides += [a for a in argv if a.startswith("hydra.searchpath")]
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 

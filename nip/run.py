@@ -9,7 +9,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from nip.cli import CONFIG_DIR, guarded, preflight
+from nip.cli import CONFIG_DIR, guarded, preflight, with_sweeps_searchpath
 from nip.config import HyperParameters, register_configs, validate_hyper_params
 from nip.experiment_settings import ExperimentSettings, resolve_device
 
@@ -60,6 +60,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """Register the schema, check the overrides, and hand over to Hydra."""
     register_configs()
+    sys.argv = [sys.argv[0], *with_sweeps_searchpath(sys.argv[1:])]
     preflight("config", sys.argv[1:])
     _hydra_main()
 

@@ -157,3 +157,20 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     result = nip("nip.run", *tiny(killed, cache, 5), *args)
     assert result.returncode == 0, result.stderr
     assert metrics(killed) == metrics(straight)
+
+
+def test_sweep_preset_is_found():
+    result = nip("nip.run", "+sweep=gi_seeds", "--cfg", "hydra")
+    assert result.returncode == 0, result.stderr
+    assert "seed: 8144,820,4173,3992" in result.stdout
+    assert "mode: MULTIRUN" in result.stdout
+
+
+def test_multirun_writes_one_run_per_job(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = [a for a in tiny(tmp_path / "unused", tmp_path / "cache", 1) if "hydra.run" not in a]
+    result = nip("nip.run", "-m", *args, "seed=1,2", f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 0, result.stderr
+    runs = [metrics(sweep_dir / str(i)) for i in range(2)]
+    assert all(len(r) == 2 and "test_mean_accuracy" in r[-1] for r in runs)
+    assert runs[0][0] != runs[1][0]  # different seeds, different runs

@@ -85,6 +85,8 @@ def test_off_turn_log_probs_are_masked(tmp_path):
 
 def test_optimizer_groups_cover_loss_parameters(tmp_path):
     trainer = build(tmp_path)
+    # Progress-bar declarations: training iterations plus test passes.
+    assert trainer.get_total_num_iterations() == 2 + 1
     grouped = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
     for name, p in trainer.loss_module.named_parameters():
         if p.requires_grad:

@@ -640,7 +640,9 @@ class TensorDictRlTrainer(Trainer):
         base = self.scenario_instance.test_environment
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.hyper_params.seed, "test"))
+            # The test is a function of the agents alone, not of how often it ran before.
             base.cycler.restart()
+            base.set_seed(derive_seed(self.hyper_params.seed, "test_environment"))
             results = []
             for _ in range(t.num_test_passes):
                 results.append(

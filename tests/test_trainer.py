@@ -204,3 +204,18 @@ def test_pretraining_trains_bodies_and_is_cached(tmp_path):
     again._pretrain_agents()
     for k, v in again.scenario_instance.combined_policy.bodies.state_dict().items():
         torch.testing.assert_close(v, after[k])
+
+
+def test_observation_normalisation_does_not_collapse(tmp_path):
+    """With min_message_rounds=1 many episodes end at once; the statistics stay sane."""
+    hp = tiny_hyper_params(tmp_path / "cache")
+    hp.protocol.min_message_rounds = 1
+    s = settings(tmp_path / "run")
+    trainer = build_trainer(hp, build_scenario_instance(hp, s), s)
+    stats = trainer._observation_norm_state()
+    for key in ("x", "message"):
+        assert 0 < stats[key]["loc"].item() < 0.5
+        assert 0.01 < stats[key]["scale"].item() < 1.0
+    # Train and test environments share them.
+    train_norm, test_norm = trainer.observation_norms["x"]
+    assert torch.equal(train_norm.scale, test_norm.scale)

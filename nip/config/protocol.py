@@ -45,3 +45,19 @@ class ProtocolConfig:
     verifier_no_guess_reward: float = 0.05
     shared_reward: bool = False
     force_guess: str | None = None
+
+
+@dataclass
+class MultiProverProtocolConfig(ProtocolConfig):
+    """Protocols with two provers speaking in their own channels (debate, MNIP).
+
+    Attributes
+    ----------
+    sequential : bool
+        Provers speak one after the other (period-3 turns) instead of simultaneously.
+    prover0_first : bool
+        With sequential turns, ``prover0`` speaks before ``prover1``.
+    """
+
+    sequential: bool = False
+    prover0_first: bool = True

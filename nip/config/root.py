@@ -9,7 +9,7 @@ from omegaconf import MISSING
 
 from nip.config.advantage import GaeConfig
 from nip.config.loss import ClipLossConfig
-from nip.config.protocol import ProtocolConfig
+from nip.config.protocol import MultiProverProtocolConfig, ProtocolConfig
 from nip.config.runtime import CheckpointConfig, DeviceConfig, LoggerConfig
 from nip.config.scenario import GraphIsoScenarioConfig
 from nip.config.trainer import PpoTrainerConfig
@@ -47,7 +47,7 @@ EXTENSIBLE_FIELDS = (("trainer", "num_iterations"), ("trainer", "num_test_passes
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "trainer": {"ppo": PpoTrainerConfig},
     "scenario": {"graph_iso": GraphIsoScenarioConfig},
-    "protocol": {"protocol": ProtocolConfig},
+    "protocol": {"protocol": ProtocolConfig, "multi_prover": MultiProverProtocolConfig},
     "loss": {"clip": ClipLossConfig},
     "advantage": {"gae": GaeConfig},
     "device": {"device": DeviceConfig},
@@ -55,6 +55,7 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
 }
 # Schemas used for options without a schema of their own, when rebuilding from a dict.
 DEFAULT_SCHEMAS = {"protocol": "protocol", "device": "device"}
+PROTOCOL_SCHEMA_BY_NAME = {"debate": "multi_prover", "mnip": "multi_prover"}
 
 
 def register_configs() -> None:
@@ -84,7 +85,7 @@ def validate_hyper_params(hp: HyperParameters) -> None:
     NipConfigError
         With a one-line message naming the offending keys.
     """
-    from nip.protocols import PROTOCOL_REGISTRY
+    from nip.protocols import PROTOCOL_REGISTRY, build_protocol_handler
 
     t, p, s = hp.trainer, hp.protocol, hp.scenario
 
@@ -98,6 +99,7 @@ def validate_hyper_params(hp: HyperParameters) -> None:
     need(t.num_test_passes >= 1, "trainer.num_test_passes must be at least 1")
     need(t.num_normalization_frames >= 1, "trainer.num_normalization_frames must be >= 1")
     need(p.name in PROTOCOL_REGISTRY, f"unknown protocol.name {p.name!r}")
+    build_protocol_handler(p)  # protocols with a fixed structure check their rounds
     need(p.max_message_rounds >= 1, "protocol.max_message_rounds must be at least 1")
     need(
         p.min_message_rounds <= p.max_message_rounds,
@@ -175,6 +177,8 @@ def hyper_params_from_dict(d: dict[str, Any]) -> HyperParameters:
 
     def typed(group: str, option: str, values: dict[str, Any]) -> Any:
         options = GROUP_SCHEMAS[group]
+        if group == "protocol":
+            option = PROTOCOL_SCHEMA_BY_NAME.get(option, option)
         schema = options.get(option) or options[DEFAULT_SCHEMAS[group]]
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
 

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from nip.config.protocol import ProtocolConfig
+from nip.errors import NipConfigError
 from nip.registry import Registry
 
 PROTOCOL_REGISTRY = Registry("protocol")
@@ -187,9 +188,9 @@ class ProtocolHandler(ABC):
             for i in provers:
                 reward[..., i] = verifier_reward
             return reward
-        stances = [ACCEPT] if len(provers) == 1 else [REJECT, ACCEPT]
         if len(provers) > 2:
             raise ValueError("default prover rewards are defined for at most two provers")
+        stances = [[], [ACCEPT], [REJECT, ACCEPT]][len(provers)]
         for i, stance in zip(provers, stances, strict=True):
             reward[..., i] = p.prover_reward * (decided & (decision == stance)).float()
         return reward
@@ -224,6 +225,32 @@ class DeterministicProtocolHandler(ProtocolHandler):
     def active_mask(self, round: Tensor, seed: Tensor) -> Tensor:  # noqa: D102
         table = self._active_table(round.device)
         return table[round.clamp(0, self.max_message_rounds - 1)]
+
+
+def require_rounds(
+    params: ProtocolConfig,
+    *,
+    max_rounds: int,
+    min_rounds: int,
+    verifier_first: bool | None = None,
+) -> None:
+    """Check the round settings of a protocol with a fixed structure.
+
+    Raises
+    ------
+    NipConfigError
+        Naming the protocol and the settings it needs.
+    """
+    ok = params.max_message_rounds == max_rounds and params.min_message_rounds == min_rounds
+    if verifier_first is not None:
+        ok = ok and params.verifier_first == verifier_first
+    if not ok:
+        needed = (
+            f"protocol.max_message_rounds={max_rounds} protocol.min_message_rounds={min_rounds}"
+        )
+        if verifier_first is not None:
+            needed += f" protocol.verifier_first={str(verifier_first).lower()}"
+        raise NipConfigError(f"protocol {params.name} has a fixed structure: it needs {needed}")
 
 
 def build_protocol_handler(params: ProtocolConfig) -> ProtocolHandler:

@@ -31,6 +31,11 @@ class ProtocolConfig:
         Provers receive the verifier's reward (a cooperative game).
     force_guess : str or None
         Replace the verifier's decision by ``zero``, ``one`` or the label ``y`` (debugging).
+    zk_simulator_reward_coefficient : float
+        Zero knowledge: scale of the simulator's reward (its similarity to the adversarial
+        verifier's transcript).
+    zk_aux_prover_reward_coefficient : float
+        Zero knowledge: weight of that similarity in every prover's reward.
     """
 
     name: str = "nip"
@@ -45,6 +50,8 @@ class ProtocolConfig:
     verifier_no_guess_reward: float = 0.05
     shared_reward: bool = False
     force_guess: str | None = None
+    zk_simulator_reward_coefficient: float = 1.0
+    zk_aux_prover_reward_coefficient: float = 1.0
 
 
 @dataclass

@@ -111,10 +111,6 @@ def validate_hyper_params(hp: HyperParameters) -> None:
         p.force_guess in (None, "zero", "one", "y"),
         f"protocol.force_guess must be null, zero, one or y, got {p.force_guess!r}",
     )
-    need(
-        not p.zero_knowledge,
-        "protocol.zero_knowledge=true is not available in this version of nip",
-    )
     steps = t.steps_per_env if t.steps_per_env is not None else p.max_message_rounds
     need(steps >= 1, "trainer.steps_per_env must be at least 1")
     need(

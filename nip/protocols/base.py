@@ -83,8 +83,12 @@ class ProtocolHandler(ABC):
         return self.agent_names.index("verifier")
 
     def is_verifier(self, agent_name: str) -> bool:
-        """Whether the agent has a decision head."""
+        """Whether the agent is a verifier."""
         return agent_name in self.verifier_names
+
+    def has_decider(self, agent_name: str) -> bool:
+        """Whether the agent has a decision head (and a verifier's architecture)."""
+        return self.is_verifier(agent_name)
 
     @property
     def max_message_rounds(self) -> int:
@@ -117,6 +121,12 @@ class ProtocolHandler(ABC):
         """bool ``[...]``: the verifier is active this round, so its decision counts."""
         return self.active_mask(round, seed)[..., self.verifier_index, :].any(-1)
 
+    def decision_mask(self, round: Tensor, seed: Tensor) -> Tensor:
+        """bool ``[..., agent]``: whose sampled decision reaches the environment this round."""
+        mask = torch.zeros((*round.shape, self.num_agents), dtype=torch.bool, device=round.device)
+        mask[..., self.verifier_index] = self.guess_mask(round, seed)
+        return mask
+
     # -- step rules ----------------------------------------------------------------------
     def step(
         self,
@@ -128,6 +138,8 @@ class ProtocolHandler(ABC):
         done: Tensor,
         agent_done: Tensor,
         terminated: Tensor,
+        node_logits: Tensor | None = None,
+        decision_logits: Tensor | None = None,
     ) -> ProtocolStep:
         """Apply the single-verifier step rules to the current (pre-increment) round.
 
@@ -145,6 +157,9 @@ class ProtocolHandler(ABC):
             bool ``[...]``: incoming flags.
         agent_done : Tensor
             bool ``[..., agent]``: incoming per-agent flags.
+        node_logits, decision_logits : Tensor, optional
+            float ``[..., agent, channel, position, 2N]`` and ``[..., agent, 3]``: the policy's
+            logits, for protocols whose rewards depend on them (zero knowledge).
         """
         p = self.params
         d = decision[..., self.verifier_index].long()
@@ -254,5 +269,14 @@ def require_rounds(
 
 
 def build_protocol_handler(params: ProtocolConfig) -> ProtocolHandler:
-    """Instantiate the handler registered under ``params.name``."""
-    return PROTOCOL_REGISTRY.get_class(params.name)(params)
+    """Instantiate the handler registered under ``params.name`` (zero-knowledge if asked)."""
+    handler = PROTOCOL_REGISTRY.get_class(params.name)(params)
+    if params.zero_knowledge:
+        from nip.protocols.zero_knowledge import ZeroKnowledgeProtocol
+
+        if handler.verifier_names != ("verifier",):
+            raise NipConfigError(
+                f"protocol.zero_knowledge needs a single-verifier protocol; {params.name} is not"
+            )
+        handler = ZeroKnowledgeProtocol(handler)
+    return handler

@@ -527,7 +527,9 @@ class TensorDictRlTrainer(Trainer):
         ``terminated`` flag keeps its narrower meaning, "ran out of rounds", for statistics.)
         """
         shape = (*data.batch_size, self.num_agents, 1)
+        # An agent may finish before the episode ends (zero knowledge's adversarial verifier).
         done = data["next", "done"].unsqueeze(-2).expand(shape)
+        done = done | data["next", "agents", "agent_done"].unsqueeze(-1)
         data.set(("next", "agents", "done"), done)
         data.set(("next", "agents", "terminated"), done)
 

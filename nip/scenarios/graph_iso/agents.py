@@ -385,7 +385,7 @@ def agent_config(
     protocol_handler: ProtocolHandler, scenario_cfg: GraphIsoScenarioConfig, agent_name: str
 ) -> GraphIsoAgentConfig:
     """The verifier architecture for verifiers, the prover architecture otherwise."""
-    if protocol_handler.is_verifier(agent_name):
+    if protocol_handler.has_decider(agent_name):
         return scenario_cfg.verifier
     return scenario_cfg.prover
 
@@ -521,13 +521,13 @@ class CombinedPolicy(_CombinedBase):
         self.max_nodes = max_nodes
         self.message_size = scenario_cfg.message_size
         self.verifier_index = protocol_handler.verifier_index
-        self.is_prover = [not protocol_handler.is_verifier(n) for n in self.agent_names]
+        self.is_prover = [n in protocol_handler.prover_names for n in self.agent_names]
         self.heads = nn.ModuleDict()
         for a, name in enumerate(self.agent_names):
             with _seeded(seed, name, "policy_head"):
                 head = GraphIsoPolicyHead(
                     agent_config(protocol_handler, scenario_cfg, name),
-                    is_verifier=protocol_handler.is_verifier(name),
+                    is_verifier=protocol_handler.has_decider(name),
                     d_representation=scenario_cfg.d_representation,
                     max_message_rounds=protocol_handler.max_message_rounds,
                     num_visible_channels=len(self._vis_index(a)),
@@ -540,22 +540,26 @@ class CombinedPolicy(_CombinedBase):
     def _allowed_nodes(
         self, a: int, message_history: Tensor, node_mask: Tensor, round: Tensor
     ) -> Tensor:
-        """bool ``[B, 2N]``: nodes agent ``a`` may select (flat batch).
+        """bool ``[B, Cv, 2N]``: nodes agent ``a`` may select in each visible channel.
 
-        Everyone is restricted to existing nodes. A prover must answer in the graph opposite
-        to the one holding the most recent message in its visible channels: graph B if last
-        round's message has any mass in graph A, else graph A (also in round 0).
+        Everyone is restricted to existing nodes. In each channel, a prover must answer in
+        the graph opposite to the one holding that channel's most recent message: graph B
+        if last round's message there has any mass in graph A, else graph A (also in round
+        0). Channels are separate conversations (e.g. with the verifier and with the
+        adversarial verifier under zero knowledge), so each gets its own rule.
         """
         b = round.shape[0]
+        num_visible = len(self._vis_index(a))
+        flat_mask = node_mask.reshape(b, 1, -1)
         if not self.is_prover[a]:
-            return node_mask.reshape(b, -1)
+            return flat_mask.expand(b, num_visible, flat_mask.shape[-1])
         prev = (round - 1).clamp(min=0)
         last = message_history[torch.arange(b, device=round.device), prev]  # [B, C, P, 2, N]
-        last = self._select_channels(a, last, 1)
-        mass_a = last[..., 0, :].reshape(b, -1).sum(-1)
-        pick_b = (mass_a > 0) & (round > 0)
-        graph_ok = torch.stack([~pick_b, pick_b], dim=-1)  # [B, 2]
-        return (graph_ok.unsqueeze(-1) & node_mask).reshape(b, -1)
+        last = self._select_channels(a, last, 1)  # [B, Cv, P, 2, N]
+        mass_a = last[..., 0, :].sum((-1, -2))  # [B, Cv]
+        pick_b = (mass_a > 0) & (round > 0)[:, None]
+        graph_ok = torch.stack([~pick_b, pick_b], dim=-1)  # [B, Cv, 2]
+        return (graph_ok.unsqueeze(-1) & node_mask.unsqueeze(1)).reshape(b, num_visible, -1)
 
     def forward(
         self,
@@ -612,7 +616,7 @@ class CombinedPolicy(_CombinedBase):
             )
             logits, decision = self.heads[self.agent_names[a]](graph_repr, node_repr, flat_round)
             allowed = self._allowed_nodes(a, message_history, node_mask, flat_round)
-            logits = logits.masked_fill(~allowed[:, None, None, :], MASKED_LOGIT)
+            logits = logits.masked_fill(~allowed[:, :, None, :], MASKED_LOGIT)
             if not self._all_visible[a]:
                 full = logits.new_full((b, c, p, 2 * n), MASKED_LOGIT)
                 logits = full.index_copy(1, self._vis_index(a), logits)

@@ -164,6 +164,8 @@ class GraphIsoEnvironment(EnvBase):
             agents=Composite(
                 node_active=Categorical(2, shape=(B, A, C), dtype=torch.bool, device=dev),
                 decision_active=Categorical(2, shape=(B, A), dtype=torch.bool, device=dev),
+                # Each agent has finished (it can finish before the episode ends).
+                agent_done=Categorical(2, shape=(B, A), dtype=torch.bool, device=dev),
                 shape=(B, A),
                 device=dev,
             ),
@@ -220,8 +222,10 @@ class GraphIsoEnvironment(EnvBase):
             decision=decision,
             y=tensordict["y"],
             done=done_in,
-            agent_done=done_in[:, None].expand(B, A),
+            agent_done=tensordict.get(("agents", "agent_done"), done_in[:, None].expand(B, A)),
             terminated=terminated_in,
+            node_logits=tensordict.get(("agents", "main_message_logits"), None),
+            decision_logits=tensordict.get(("agents", "decision_logits"), None),
         )
         done = step.shared_done | step.terminated
         return TensorDict(
@@ -238,7 +242,11 @@ class GraphIsoEnvironment(EnvBase):
                 "done": done[:, None],
                 "terminated": step.terminated[:, None],
                 "agents": TensorDict(
-                    {"reward": step.reward[..., None], **self._turn_masks(round_ + 1, seed)},
+                    {
+                        "reward": step.reward[..., None],
+                        "agent_done": step.agent_done | done[:, None],
+                        **self._turn_masks(round_ + 1, seed),
+                    },
                     batch_size=(B, A),
                     device=self.device,
                 ),
@@ -275,7 +283,10 @@ class GraphIsoEnvironment(EnvBase):
                 "done": torch.zeros(B, 1, dtype=torch.bool, device=dev),
                 "terminated": torch.zeros(B, 1, dtype=torch.bool, device=dev),
                 "agents": TensorDict(
-                    self._turn_masks(torch.zeros(B, dtype=torch.long, device=dev), seed),
+                    {
+                        "agent_done": torch.zeros(B, self.num_agents, dtype=torch.bool, device=dev),
+                        **self._turn_masks(torch.zeros(B, dtype=torch.long, device=dev), seed),
+                    },
                     batch_size=(B, self.num_agents),
                     device=dev,
                 ),
@@ -292,11 +303,10 @@ class GraphIsoEnvironment(EnvBase):
         main verifier, in rounds where it is active).
         """
         handler = self.protocol_handler
-        node_active = handler.active_mask(round_, seed)
-        is_verifier = torch.zeros(self.num_agents, dtype=torch.bool, device=self.device)
-        is_verifier[handler.verifier_index] = True
-        decision_active = handler.guess_mask(round_, seed)[:, None] & is_verifier
-        return {"node_active": node_active, "decision_active": decision_active}
+        return {
+            "node_active": handler.active_mask(round_, seed),
+            "decision_active": handler.decision_mask(round_, seed),
+        }
 
     def _set_seed(self, seed: int | None) -> None:
         if seed is not None:

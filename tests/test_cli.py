@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TIME_PREFIXES = ("time_", "frames_per_s")
+TIME_PREFIXES = ("time_", "frames_per_s", "sys_")
 
 
 def tiny(run_dir: Path, cache: Path, iterations: int = 2) -> list[str]:

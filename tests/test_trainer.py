@@ -13,7 +13,7 @@ from nip.factory import build_scenario_instance, build_trainer
 from nip.run import run_experiment
 from tests.helpers import random_pairs, tiny_hyper_params
 
-TIME_KEYS = ("time_", "frames_per_s")
+TIME_KEYS = ("time_", "frames_per_s", "sys_")
 
 
 @pytest.fixture(autouse=True)

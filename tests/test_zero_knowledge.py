@@ -158,3 +158,25 @@ def test_tiny_zero_knowledge_training_run(name, tmp_path, monkeypatch):
         assert agent in trainer.agent_names
         assert f"{agent}.mean_episode_reward" in rows[0]
         assert f"{agent}.loss_objective" in rows[0]
+
+
+def test_zero_knowledge_debate_resumes_exactly(tmp_path, monkeypatch):
+    """Five agents and six channels go through checkpoints and resumption unchanged."""
+    monkeypatch.setattr(
+        nip.factory, "build_datasets", lambda p, c: (random_pairs(80, 6), random_pairs(20, 6, 1))
+    )
+
+    def run(run_dir, iterations):
+        hp = tiny_hyper_params(tmp_path / "cache", num_iterations=iterations)
+        hp.protocol = zk("debate")
+        s = ExperimentSettings(run_dir=run_dir, progress_bar=False, cache_dir=tmp_path)
+        run_experiment(hp, s)
+        rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return [
+            {k: v for k, v in r.items() if not k.startswith(("time_", "frames_", "sys_"))}
+            for r in rows
+        ]
+
+    straight = run(tmp_path / "straight", 3)
+    run(tmp_path / "resumed", 1)
+    assert run(tmp_path / "resumed", 3) == straight

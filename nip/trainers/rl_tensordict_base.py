@@ -4,6 +4,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import platform
 import time
 from abc import abstractmethod
@@ -566,6 +567,7 @@ class TensorDictRlTrainer(Trainer):
                 time_update_s=updated - advantaged,
                 time_iteration_s=elapsed,
                 frames_per_s=t.frames_per_batch / elapsed,
+                sys_rss_mb=resident_memory_mb(),
             )
             self.metrics.append(stats)
             if self.settings.wandb_run is not None:
@@ -664,6 +666,17 @@ class TensorDictRlTrainer(Trainer):
             )
         )
         return episode_stats(merged, self.agent_names, dataset.wl_score, prefix="test_")
+
+
+def resident_memory_mb() -> float:
+    """The process's current resident memory in MiB (its peak where /proc is unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -149,3 +149,23 @@ def test_tiny_training_run(name, tmp_path, monkeypatch):
     for agent in trainer.agent_names:
         assert f"{agent}.mean_episode_reward" in rows[0]
         assert f"{agent}.loss_objective" in rows[0]
+
+
+@pytest.mark.parametrize("name", list(PROTOCOLS))
+@pytest.mark.parametrize("zero_knowledge", [False, True])
+def test_protocol_yaml_composes_and_validates(name, zero_knowledge):
+    """Each conf/protocol/*.yaml composes into a valid configuration, with and without ZK."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from nip.cli import CONFIG_DIR
+    from nip.config import register_configs, validate_hyper_params
+
+    register_configs()
+    overrides = [f"protocol={name}", f"protocol.zero_knowledge={str(zero_knowledge).lower()}"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        hp = OmegaConf.to_object(compose("config", overrides=overrides))
+    validate_hyper_params(hp)
+    assert hp.protocol.name == name
+    handler = build_protocol_handler(hp.protocol)
+    assert handler.max_message_rounds == PROTOCOLS[name].max_message_rounds

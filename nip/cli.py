@@ -52,31 +52,15 @@ def preflight(config_name: str, argv: list[str]) -> None:
     """
     if any(a in ("-m", "--multirun", "-h", "--help", "--hydra-help", "--info") for a in argv):
         return
+    # Overrides are the ``key=value`` words (flag values such as ``--cfg job`` have no ``=``);
+    # Hydra's own settings are Hydra's business, except the search path for sweep presets.
     overrides = [
         a
         for a in argv
-        if not a.startswith("-") and not a.startswith(("hydra.", "hydra/", "+hydra"))
+        if "=" in a
+        and not a.startswith("-")
+        and (a.startswith("hydra.searchpath") or not a.startswith(("hydra.", "hydra/", "+hydra")))
     ]
-    # ``--cfg job`` / ``-c job``: the value after a flag is not an override.
-    skip = {
-        i + 1
-        for i, a in enumerate(argv)
-        if a
-        in (
-            "--cfg",
-            "-c",
-            "--package",
-            "-p",
-            "--config-name",
-            "-cn",
-            "--config-path",
-            "-cp",
-            "--config-dir",
-            "-cd",
-        )
-    }
-    overrides = [a for i, a in enumerate(argv) if a in overrides and i not in skip]
-    overrides += [a for a in argv if a.startswith("hydra.searchpath")]
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 

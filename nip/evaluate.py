@@ -17,7 +17,7 @@ from omegaconf import MISSING, OmegaConf
 from nip.checkpointing import atomic_write_json, load_checkpoint_file, resolve_checkpoint_path
 from nip.cli import guarded, one_line
 from nip.config.root import hyper_params_from_dict
-from nip.evaluation import episode_stats, run_episodes
+from nip.evaluation import EpisodeResults, episode_stats, run_episodes
 from nip.experiment_settings import resolve_device
 from nip.factory import MAX_EVAL_ENVS
 from nip.operators import add_observation_norm, build_policy_operator
@@ -99,9 +99,7 @@ def evaluate(args: EvaluateArgs) -> dict[str, float]:
             )
             for _ in range(args.num_passes)
         ]
-    merged = type(results[0])(
-        *(torch.cat([getattr(r, name) for r in results]) for name in results[0].__dict__)
-    )
+    merged = EpisodeResults.concatenate(results)
     stats = episode_stats(merged, protocol_handler.agent_names, dataset.wl_score, prefix="")
     report = {
         "checkpoint": str(checkpoint_path),

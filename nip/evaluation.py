@@ -1,7 +1,7 @@
 """Evaluate a policy on every pair of a dataset: one complete episode per pair and pass."""
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from tensordict.nn import TensorDictModuleBase
@@ -33,6 +33,11 @@ class EpisodeResults:
     y: Tensor
     length: Tensor
     reward: Tensor
+
+    @classmethod
+    def concatenate(cls, parts: list["EpisodeResults"]) -> "EpisodeResults":
+        """All episodes of several results, in order."""
+        return cls(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(cls)))
 
     @property
     def correct(self) -> Tensor:
@@ -80,12 +85,8 @@ def run_episodes(
             if not alive.any():
                 break
         chunks.append(EpisodeResults(datapoint_id, decision.long(), y, length, returns))
-    return EpisodeResults(
-        *(
-            torch.cat([getattr(c, f) for c in chunks])[:num_episodes].cpu()
-            for f in ("datapoint_id", "decision", "y", "length", "reward")
-        )
-    )
+    merged = EpisodeResults.concatenate(chunks)
+    return EpisodeResults(*(getattr(merged, f.name)[:num_episodes].cpu() for f in fields(merged)))
 
 
 def episode_stats(

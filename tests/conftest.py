@@ -12,3 +12,14 @@ torch.set_num_threads(1)
 def cache_dir(tmp_path_factory) -> Path:
     """A dataset cache shared by the tests of one session."""
     return tmp_path_factory.getbasetemp() / "dataset_cache"
+
+
+@pytest.fixture
+def small_datasets(monkeypatch):
+    """Random pairs instead of generated ones, for tests about training rather than data."""
+    import nip.factory
+    from tests.helpers import random_pairs
+
+    monkeypatch.setattr(
+        nip.factory, "build_datasets", lambda p, c: (random_pairs(80, 6), random_pairs(20, 6, 1))
+    )

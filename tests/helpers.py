@@ -72,3 +72,24 @@ def tiny_hyper_params(cache_dir: Path, **trainer_overrides) -> HyperParameters:
         checkpoint=CheckpointConfig(interval=1),
         cache_dir=str(cache_dir),
     )
+
+
+def tiny_protocol_run(tmp_path: Path, protocol) -> tuple[object, list[dict]]:
+    """Train the tiny config with ``protocol`` on random pairs; return trainer and metrics.
+
+    The caller must have replaced ``nip.factory.build_datasets`` (see ``small_datasets``).
+    """
+    import json
+
+    from nip.experiment_settings import ExperimentSettings
+    from nip.run import run_experiment
+
+    hp = tiny_hyper_params(tmp_path / "cache")
+    hp.protocol = protocol
+    rounds = protocol.max_message_rounds
+    hp.trainer.frames_per_batch = 16 * rounds
+    hp.trainer.minibatch_size = 8 * rounds
+    settings = ExperimentSettings(run_dir=tmp_path / "run", progress_bar=False, cache_dir=tmp_path)
+    trainer = run_experiment(hp, settings)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    return trainer, rows

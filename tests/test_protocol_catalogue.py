@@ -1,18 +1,14 @@
 """Every protocol: turn order, channel visibility, reward rows, and a tiny training run."""
 
 import dataclasses
-import json
 
 import pytest
 import torch
 
-import nip.factory
 from nip.config.protocol import MultiProverProtocolConfig, ProtocolConfig
 from nip.errors import NipConfigError
-from nip.experiment_settings import ExperimentSettings
 from nip.protocols import build_protocol_handler
-from nip.run import run_experiment
-from tests.helpers import random_pairs, tiny_hyper_params
+from tests.helpers import tiny_protocol_run
 
 FIXED = dict(min_message_rounds=1, max_message_rounds=2, verifier_first=False)
 PROTOCOLS = {
@@ -133,18 +129,8 @@ def test_fixed_structure_protocols_reject_other_rounds():
 
 
 @pytest.mark.parametrize("name", list(PROTOCOLS))
-def test_tiny_training_run(name, tmp_path, monkeypatch):
-    monkeypatch.setattr(
-        nip.factory, "build_datasets", lambda p, c: (random_pairs(80, 6), random_pairs(20, 6, 1))
-    )
-    hp = tiny_hyper_params(tmp_path / "cache")
-    hp.protocol = PROTOCOLS[name]
-    rounds = hp.protocol.max_message_rounds
-    hp.trainer.frames_per_batch = 16 * rounds
-    hp.trainer.minibatch_size = 8 * rounds
-    settings = ExperimentSettings(run_dir=tmp_path / "run", progress_bar=False, cache_dir=tmp_path)
-    trainer = run_experiment(hp, settings)
-    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+def test_tiny_training_run(name, tmp_path, small_datasets):
+    trainer, rows = tiny_protocol_run(tmp_path, PROTOCOLS[name])
     assert len(rows) == 3 and "test_mean_accuracy" in rows[-1]
     for agent in trainer.agent_names:
         assert f"{agent}.mean_episode_reward" in rows[0]

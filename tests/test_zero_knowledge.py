@@ -7,12 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import nip.factory
 from nip.config.protocol import ProtocolConfig
 from nip.experiment_settings import ExperimentSettings
 from nip.protocols import build_protocol_handler
 from nip.run import run_experiment
-from tests.helpers import random_pairs, tiny_hyper_params
+from tests.helpers import tiny_hyper_params, tiny_protocol_run
 from tests.test_protocol_catalogue import PROTOCOLS
 
 
@@ -141,18 +140,8 @@ def test_decision_mask_includes_the_adversary():
 
 
 @pytest.mark.parametrize("name", list(PROTOCOLS))
-def test_tiny_zero_knowledge_training_run(name, tmp_path, monkeypatch):
-    monkeypatch.setattr(
-        nip.factory, "build_datasets", lambda p, c: (random_pairs(80, 6), random_pairs(20, 6, 1))
-    )
-    hp = tiny_hyper_params(tmp_path / "cache")
-    hp.protocol = zk(name)
-    rounds = hp.protocol.max_message_rounds
-    hp.trainer.frames_per_batch = 16 * rounds
-    hp.trainer.minibatch_size = 8 * rounds
-    settings = ExperimentSettings(run_dir=tmp_path / "run", progress_bar=False, cache_dir=tmp_path)
-    trainer = run_experiment(hp, settings)
-    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+def test_tiny_zero_knowledge_training_run(name, tmp_path, small_datasets):
+    trainer, rows = tiny_protocol_run(tmp_path, zk(name))
     assert len(rows) == 3 and "test_mean_accuracy" in rows[-1]
     for agent in ("adversarial_verifier", "simulator"):
         assert agent in trainer.agent_names
@@ -160,11 +149,8 @@ def test_tiny_zero_knowledge_training_run(name, tmp_path, monkeypatch):
         assert f"{agent}.loss_objective" in rows[0]
 
 
-def test_zero_knowledge_debate_resumes_exactly(tmp_path, monkeypatch):
+def test_zero_knowledge_debate_resumes_exactly(tmp_path, small_datasets):
     """Five agents and six channels go through checkpoints and resumption unchanged."""
-    monkeypatch.setattr(
-        nip.factory, "build_datasets", lambda p, c: (random_pairs(80, 6), random_pairs(20, 6, 1))
-    )
 
     def run(run_dir, iterations):
         hp = tiny_hyper_params(tmp_path / "cache", num_iterations=iterations)

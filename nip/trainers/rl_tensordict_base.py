@@ -34,7 +34,7 @@ from nip.checkpointing import (
 )
 from nip.config.root import science_dict
 from nip.errors import NipCheckpointError
-from nip.evaluation import episode_stats, run_episodes
+from nip.evaluation import EpisodeResults, episode_stats, run_episodes
 from nip.metrics import MetricsFile
 from nip.operators import (
     NORMALIZED_KEYS,
@@ -659,12 +659,7 @@ class TensorDictRlTrainer(Trainer):
                     )
                 )
                 iteration_context.step()
-        merged = type(results[0])(
-            *(
-                torch.cat([getattr(r, f.name) for r in results])
-                for f in dataclasses.fields(results[0])
-            )
-        )
+        merged = EpisodeResults.concatenate(results)
         return episode_stats(merged, self.agent_names, dataset.wl_score, prefix="test_")
 
 

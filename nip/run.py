@@ -29,19 +29,27 @@ def run_experiment(hyper_params: HyperParameters, settings: ExperimentSettings):
     validate_hyper_params(hyper_params)
     scenario_instance = build_scenario_instance(hyper_params, settings)
     trainer = build_trainer(hyper_params, scenario_instance, settings)
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        if settings.wandb_run is not None:
+            settings.wandb_run.finish()
     return trainer
 
 
 def settings_from_hyper_params(hyper_params: HyperParameters, run_dir: Path) -> ExperimentSettings:
-    """Runtime settings for a run in ``run_dir``."""
+    """Runtime settings for a run in ``run_dir`` (starting its W&B run with ``logger=wandb``)."""
+    from nip.wandb_run import start_wandb_run
+
     if hyper_params.device.num_threads:
         torch.set_num_threads(hyper_params.device.num_threads)
+    device = resolve_device(hyper_params.device.type)
     return ExperimentSettings(
         run_dir=Path(run_dir),
-        device=resolve_device(hyper_params.device.type),
+        device=device,
         cache_dir=Path(hyper_params.cache_dir).expanduser(),
         progress_bar=hyper_params.logger.progress_bar,
+        wandb_run=start_wandb_run(hyper_params, run_dir),
         logger=log,
     )
 

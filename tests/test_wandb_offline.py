@@ -38,8 +38,64 @@ def test_checkpoint_logged_as_wandb_artifact(tmp_path, offline_run, monkeypatch)
     run_dirs = [d for d in (tmp_path / "wandb").iterdir() if d.name.startswith("offline-run")]
     assert len(run_dirs) == 1
     logs = b"".join(p.read_bytes() for p in run_dirs[0].glob("*.wandb"))
-    assert b"checkpoint_run" in logs  # the artifact name: checkpoint_<run id>
+    assert b"checkpoint_offlinetest" in logs  # the artifact name: checkpoint_<run id>
     assert b"state.pt" in logs
     assert (
         os.environ.get("WANDB_API_KEY") is None or os.environ["WANDB_API_KEY"].encode() not in logs
     )
+
+
+def cli(*args, env_changes=None):
+    import subprocess
+    import sys
+
+    from tests.test_cli import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(env_changes or {})
+    return subprocess.run(
+        [sys.executable, "-m", "nip.run", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def test_offline_cli_run_logs_history_and_resumes_same_run_id(tmp_path):
+    from tests.test_cli import tiny
+
+    run_dir = tmp_path / "run"
+    wandb_args = ["logger=wandb", "logger.mode=offline", "logger.project=nip-tests"]
+    args = [a for a in tiny(run_dir, tmp_path / "cache", 1) if a != "logger.progress_bar=false"]
+    result = cli(*args, *wandb_args)
+    assert result.returncode == 0, result.stderr
+    run_id = (run_dir / "wandb_run_id.txt").read_text().strip()
+    first = [d for d in (run_dir / "wandb").iterdir() if d.name.startswith("offline-run")]
+    assert len(first) == 1 and first[0].name.endswith(run_id)
+    logs = b"".join(p.read_bytes() for p in first[0].glob("*.wandb"))
+    assert b"mean_accuracy" in logs and b"test_mean_accuracy" in logs
+    assert f"checkpoint_{run_id}".encode() in logs
+
+    # More iterations in the same directory: the same W&B run continues.
+    args = [a.replace("num_iterations=1", "num_iterations=2") for a in args]
+    result = cli(*args, *wandb_args)
+    assert result.returncode == 0, result.stderr
+    assert (run_dir / "wandb_run_id.txt").read_text().strip() == run_id
+    runs = [d for d in (run_dir / "wandb").iterdir() if d.name.startswith("offline-run")]
+    assert len(runs) == 2 and all(d.name.endswith(run_id) for d in runs)
+
+
+def test_online_without_credentials_is_one_line(tmp_path):
+    from tests.test_cli import tiny
+
+    result = cli(
+        *tiny(tmp_path / "run", tmp_path / "cache", 1),
+        "logger=wandb",
+        env_changes={"HOME": str(tmp_path), "NETRC": str(tmp_path / "none")},
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "W&B login" in lines[0], result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -10,7 +10,7 @@ from omegaconf import MISSING
 from nip.config.advantage import GaeConfig
 from nip.config.loss import ClipLossConfig
 from nip.config.protocol import MultiProverProtocolConfig, ProtocolConfig
-from nip.config.runtime import CheckpointConfig, DeviceConfig, LoggerConfig
+from nip.config.runtime import CheckpointConfig, DeviceConfig, LoggerConfig, WandbLoggerConfig
 from nip.config.scenario import GraphIsoScenarioConfig
 from nip.config.trainer import PpoTrainerConfig
 from nip.errors import NipConfigError
@@ -51,7 +51,7 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "loss": {"clip": ClipLossConfig},
     "advantage": {"gae": GaeConfig},
     "device": {"device": DeviceConfig},
-    "logger": {"local": LoggerConfig},
+    "logger": {"local": LoggerConfig, "wandb": WandbLoggerConfig},
 }
 # Schemas used for options without a schema of their own, when rebuilding from a dict.
 DEFAULT_SCHEMAS = {"protocol": "protocol", "device": "device"}
@@ -135,6 +135,11 @@ def validate_hyper_params(hp: HyperParameters) -> None:
     need(0 < hp.advantage.gamma <= 1, "advantage.gamma must be in (0, 1]")
     need(0 <= hp.advantage.lmbda <= 1, "advantage.lmbda must be in [0, 1]")
     need(hp.device.type in ("auto", "cpu", "cuda"), "device.type must be auto, cpu or cuda")
+    if hp.logger.name == "wandb":
+        need(
+            hp.logger.mode in ("online", "offline", "disabled"),
+            f"logger.mode must be online, offline or disabled, got {hp.logger.mode!r}",
+        )
     need(s.num_train_pairs >= 1 and s.num_test_pairs >= 1, "dataset sizes must be positive")
     need(len(s.graph_sizes) > 0 and min(s.graph_sizes) >= 2, "scenario.graph_sizes: >= 2 nodes")
     need(

@@ -3,7 +3,7 @@
 None of these change the science of a run: they may differ between a run and its resumption.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -41,3 +41,29 @@ class CheckpointConfig:
     """
 
     interval: int = 50
+
+
+@dataclass
+class WandbLoggerConfig(LoggerConfig):
+    """Weights & Biases logging (``logger=wandb``) on top of the local files.
+
+    Attributes
+    ----------
+    project, entity : str or None
+        Where the run goes (``entity`` null: your default entity).
+    mode : str
+        ``online``, ``offline`` (sync later with ``wandb sync``) or ``disabled``.
+    group, tags, notes
+        Passed to ``wandb.init`` to organise runs.
+    log_checkpoints : bool
+        Log every checkpoint as a new version of the artifact ``checkpoint_<run id>``.
+    """
+
+    name: str = "wandb"
+    project: str = "nip"
+    entity: str | None = None
+    mode: str = "online"
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    notes: str | None = None
+    log_checkpoints: bool = True

@@ -407,11 +407,10 @@ class TensorDictRlTrainer(Trainer):
         atomic_write_json(self.checkpoint_metadata_path, self._get_metadata())
         atomic_write_json(self.checkpoint_params_path, state["hyper_params"])
         atomic_torch_save(state, self.checkpoint_state_path)
-        if log:
+        run = self.settings.wandb_run
+        if log and run is not None and getattr(self.hyper_params.logger, "log_checkpoints", True):
             self._add_file_to_wandb_artifact(
-                f"checkpoint_{Path(self.settings.run_id).name}",
-                "checkpoint",
-                self.checkpoint_state_path,
+                f"checkpoint_{run.id}", "checkpoint", self.checkpoint_state_path
             )
 
     def _add_file_to_wandb_artifact(
@@ -476,6 +475,8 @@ class TensorDictRlTrainer(Trainer):
                 self._build_test_context(stack)
                 test_stats = self._run_test_loop()
             self.metrics.append({"iteration": self.state.iteration, **test_stats})
+            if self.settings.wandb_run is not None:
+                self.settings.wandb_run.summary.update(test_stats)
             self.state.tested = True
             self.save_checkpoint()
         finally:

@@ -1,0 +1,70 @@
+"""Starting (or resuming) the W&B run of an experiment, when ``logger=wandb``."""
+
+import dataclasses
+import netrc
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from nip.checkpointing import atomic_write_text
+from nip.errors import NipConfigError
+
+RUN_ID_FILE = "wandb_run_id.txt"
+
+
+def _has_credentials() -> bool:
+    """A W&B API key in the environment or in the netrc file that ``wandb login`` writes."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    path = os.environ.get("NETRC", os.path.expanduser("~/.netrc"))
+    try:
+        return netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def start_wandb_run(hyper_params, run_dir: Path) -> Any:
+    """The W&B run for ``run_dir``: a new one, or the same run id when the run resumes.
+
+    The run id is kept in ``run_dir/wandb_run_id.txt``, so re-running in the same directory
+    (or a requeued SLURM job) continues the same W&B run. Returns ``None`` without
+    ``logger=wandb``.
+
+    Raises
+    ------
+    NipConfigError
+        For ``logger.mode=online`` without W&B credentials.
+    """
+    cfg = hyper_params.logger
+    if cfg.name != "wandb":
+        return None
+    import wandb
+
+    if cfg.mode == "online" and not _has_credentials():
+        raise NipConfigError(
+            "logger.mode=online needs a W&B login: run `wandb login`, set WANDB_API_KEY, "
+            "or use logger.mode=offline"
+        )
+    id_file = Path(run_dir) / RUN_ID_FILE
+    if id_file.is_file():
+        run_id = id_file.read_text().strip()
+    else:
+        run_id = uuid.uuid4().hex[:12]  # a new identity, not part of the science
+        atomic_write_text(id_file, run_id + "\n")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return wandb.init(
+        project=cfg.project,
+        entity=cfg.entity,
+        id=run_id,
+        name=Path(run_dir).name,
+        resume="allow",
+        mode=cfg.mode,
+        group=cfg.group,
+        tags=list(cfg.tags),
+        notes=cfg.notes,
+        dir=str(run_dir),
+        config=dataclasses.asdict(hyper_params),
+    )

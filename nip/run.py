@@ -50,6 +50,7 @@ def settings_from_hyper_params(hyper_params: HyperParameters, run_dir: Path) -> 
         cache_dir=Path(hyper_params.cache_dir).expanduser(),
         progress_bar=hyper_params.logger.progress_bar,
         wandb_run=start_wandb_run(hyper_params, run_dir),
+        base_run_checkpoint=hyper_params.base_run.run_id,
         logger=log,
     )
 

@@ -219,3 +219,29 @@ def test_observation_normalisation_does_not_collapse(tmp_path):
     # Train and test environments share them.
     train_norm, test_norm = trainer.observation_norms["x"]
     assert torch.equal(train_norm.scale, test_norm.scale)
+
+
+def test_new_run_starts_from_base_run_checkpoint(tmp_path):
+    run_experiment(tiny_hyper_params(tmp_path / "cache"), settings(tmp_path / "base"))
+    base_state = load_checkpoint_file(tmp_path / "base" / "checkpoints" / "state.pt")
+    hp = tiny_hyper_params(tmp_path / "cache")
+    hp.base_run.run_id = str(tmp_path / "base")
+    s = settings(tmp_path / "new")
+    s.base_run_checkpoint = hp.base_run.run_id
+    trainer = build_trainer(hp, build_scenario_instance(hp, s), s)
+    assert trainer.state.iteration == 0  # a new run, not a resumption
+    policy = trainer.scenario_instance.combined_policy.state_dict()
+    for key, value in base_state["policy"].items():
+        torch.testing.assert_close(policy[key], value)
+    assert trainer._observation_norm_state() == base_state["observation_norm"]
+
+
+def test_unknown_base_run_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    hp = tiny_hyper_params(tmp_path / "cache")
+    s = settings(tmp_path / "new")
+    s.base_run_checkpoint = "someone/some-project/no-such-run"
+    with pytest.raises(NipCheckpointError, match="cannot fetch the checkpoint of base run"):
+        build_trainer(hp, build_scenario_instance(hp, s), s)
+    assert not (tmp_path / "new" / "checkpoints").exists()

@@ -10,7 +10,13 @@ from omegaconf import MISSING
 from nip.config.advantage import GaeConfig
 from nip.config.loss import ClipLossConfig
 from nip.config.protocol import MultiProverProtocolConfig, ProtocolConfig
-from nip.config.runtime import CheckpointConfig, DeviceConfig, LoggerConfig, WandbLoggerConfig
+from nip.config.runtime import (
+    BaseRunConfig,
+    CheckpointConfig,
+    DeviceConfig,
+    LoggerConfig,
+    WandbLoggerConfig,
+)
 from nip.config.scenario import GraphIsoScenarioConfig
 from nip.config.trainer import PpoTrainerConfig
 from nip.errors import NipConfigError
@@ -35,6 +41,7 @@ class HyperParameters:
     device: Any = MISSING
     logger: Any = MISSING
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    base_run: BaseRunConfig = field(default_factory=BaseRunConfig)
     cache_dir: str = "${oc.env:NIP_CACHE_DIR,'~/.cache/nip'}"
 
 
@@ -194,6 +201,7 @@ def hyper_params_from_dict(d: dict[str, Any]) -> HyperParameters:
             device=typed("device", "device", d["device"]),
             logger=typed("logger", d["logger"]["name"], d["logger"]),
             checkpoint=CheckpointConfig(**d["checkpoint"]),
+            base_run=BaseRunConfig(**d.get("base_run", {})),
             cache_dir=d["cache_dir"],
         )
     except Exception as e:  # missing keys, unknown options, wrong types

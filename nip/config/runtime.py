@@ -67,3 +67,20 @@ class WandbLoggerConfig(LoggerConfig):
     tags: list[str] = field(default_factory=list)
     notes: str | None = None
     log_checkpoints: bool = True
+
+
+@dataclass
+class BaseRunConfig:
+    """Start a new run from another run's trained agents (``base_run.*``).
+
+    Attributes
+    ----------
+    run_id : str or None
+        A local run directory or checkpoint file, or a W&B run path ``entity/project/run_id``
+        whose checkpoint artifact ``checkpoint_<run_id>`` is downloaded.
+    version : str
+        Which version of that artifact (``latest``, ``v3``, ...).
+    """
+
+    run_id: str | None = None
+    version: str = "latest"

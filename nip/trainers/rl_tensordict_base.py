@@ -265,7 +265,8 @@ class TensorDictRlTrainer(Trainer):
         if self.hyper_params.trainer.normalize_observations:
             self._estimate_normalization_stats()
         if self.settings.base_run_checkpoint is not None:
-            self.load_and_set_state_from_checkpoint(from_base_run=True)
+            version = getattr(getattr(self.hyper_params, "base_run", None), "version", "latest")
+            self.load_and_set_state_from_checkpoint(from_base_run=True, version=version)
 
     def load_and_set_state_from_checkpoint(
         self, from_base_run: bool = False, version: str = "latest"
@@ -289,9 +290,20 @@ class TensorDictRlTrainer(Trainer):
         """
         if from_base_run:
             state = self._load_state_dict_from_base_run_checkpoint(version)
-            self.scenario_instance.combined_policy.load_state_dict(state["policy"])
-            self.scenario_instance.combined_value.load_state_dict(state["value"])
-            self._set_observation_norm_state(state["observation_norm"])
+            try:
+                self.scenario_instance.combined_policy.load_state_dict(state["policy"])
+                self.scenario_instance.combined_value.load_state_dict(state["value"])
+            except RuntimeError as e:
+                raise NipCheckpointError(
+                    f"the base run {self.settings.base_run_checkpoint} has different agents: "
+                    f"{str(e).splitlines()[0]}"
+                ) from e
+            if state["observation_norm"]:
+                self._set_observation_norm_state(state["observation_norm"])
+            self.settings.logger.info(
+                f"agents initialised from base run {self.settings.base_run_checkpoint} "
+                f"(iteration {state['iteration']})"
+            )
             return
         state = self._load_state_dict_from_active_run_checkpoint()
         self._check_same_science(state)
@@ -341,8 +353,9 @@ class TensorDictRlTrainer(Trainer):
                 artifact = wandb.Api().artifact(f"{prefix}checkpoint_{run_id}:{version}")
                 local = Path(artifact.download())
             except Exception as e:  # wandb raises many error types for missing runs
+                first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise NipCheckpointError(
-                    f"cannot fetch the checkpoint of base run {reference}:{version}: {e}"
+                    f"cannot fetch the checkpoint of base run {reference}:{version}: {first_line}"
                 ) from e
         return load_checkpoint_file(resolve_checkpoint_path(local))
 

@@ -30,7 +30,8 @@ def start_wandb_run(hyper_params, run_dir: Path) -> Any:
     """The W&B run for ``run_dir``: a new one, or the same run id when the run resumes.
 
     The run id is kept in ``run_dir/wandb_run_id.txt``, so re-running in the same directory
-    (or a requeued SLURM job) continues the same W&B run. Returns ``None`` without
+    (or a requeued SLURM job) continues the same W&B run; without that file, ``WANDB_RUN_ID``
+    names the run to continue. Returns ``None`` without
     ``logger=wandb``.
 
     Raises
@@ -52,7 +53,8 @@ def start_wandb_run(hyper_params, run_dir: Path) -> Any:
     if id_file.is_file():
         run_id = id_file.read_text().strip()
     else:
-        run_id = uuid.uuid4().hex[:12]  # a new identity, not part of the science
+        # WANDB_RUN_ID names the run to continue when the run directory is gone (a new node).
+        run_id = os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:12]
         atomic_write_text(id_file, run_id + "\n")
     os.environ.setdefault("WANDB_SILENT", "true")
     return wandb.init(

@@ -99,3 +99,44 @@ def test_online_without_credentials_is_one_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "W&B login" in lines[0], result.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_resume_falls_back_to_checkpoint_artifact(tmp_path, monkeypatch):
+    """Local files gone, W&B run resumed: the latest checkpoint artifact is used."""
+    from nip.checkpointing import load_checkpoint_file
+    from nip.run import run_experiment
+
+    monkeypatch.setattr(
+        nip.factory, "build_datasets", lambda p, c: (random_pairs(60, 6), random_pairs(20, 6, 1))
+    )
+    original = tmp_path / "original"
+    run_experiment(
+        tiny_hyper_params(tmp_path / "cache"),
+        ExperimentSettings(run_dir=original, progress_bar=False, cache_dir=tmp_path / "cache"),
+    )
+
+    class Artifact:
+        def download(self, root):
+            return str(original / "checkpoints")
+
+    class ResumedRun:
+        id, resumed = "abc123", True
+        requested = []
+
+        def use_artifact(self, name):
+            self.requested.append(name)
+            return Artifact()
+
+    run = ResumedRun()
+    hp = tiny_hyper_params(tmp_path / "cache")
+    settings = ExperimentSettings(
+        run_dir=tmp_path / "new_node",
+        progress_bar=False,
+        cache_dir=tmp_path / "cache",
+        wandb_run=run,
+    )
+    trainer = build_trainer(hp, build_scenario_instance(hp, settings), settings)
+    assert run.requested == ["checkpoint_abc123:latest"]
+    assert trainer.state.iteration == 2
+    restored = load_checkpoint_file(tmp_path / "new_node" / "checkpoints" / "state.pt")
+    assert restored["iteration"] == 2

@@ -328,10 +328,28 @@ class TensorDictRlTrainer(Trainer):
         )
 
     def _load_state_dict_from_active_run_checkpoint(self) -> dict[str, Any]:
-        """This run's checkpoint (local files are the source of truth)."""
-        if not self.checkpoint_state_path.is_file():
+        """This run's checkpoint: the local file, else the W&B run's latest checkpoint artifact.
+
+        Local files are the source of truth. When they are gone (a requeued job on a new node)
+        but the W&B run being resumed has logged checkpoints, the latest version is
+        downloaded, copied into the run directory and used.
+        """
+        if self.checkpoint_state_path.is_file():
+            return load_checkpoint_file(self.checkpoint_state_path)
+        run = self.settings.wandb_run
+        if run is None or not getattr(run, "resumed", False):
             raise CheckpointNotFoundError(self.checkpoint_state_path)
-        return load_checkpoint_file(self.checkpoint_state_path)
+        try:
+            artifact = run.use_artifact(f"checkpoint_{run.id}:latest")
+            downloaded = Path(artifact.download(root=str(self.checkpoint_base_dir / ".download")))
+        except Exception as e:  # no artifact logged yet: a fresh start
+            self.settings.logger.info(f"no checkpoint artifact for W&B run {run.id}: {e}")
+            raise CheckpointNotFoundError(self.checkpoint_state_path) from e
+        source = resolve_checkpoint_path(downloaded)
+        state = load_checkpoint_file(source)
+        atomic_torch_save(state, self.checkpoint_state_path)
+        self.settings.logger.info(f"checkpoint restored from W&B artifact checkpoint_{run.id}")
+        return state
 
     def _load_state_dict_from_base_run_checkpoint(self, version: str = "latest") -> dict[str, Any]:
         """The checkpoint named by ``settings.base_run_checkpoint``.

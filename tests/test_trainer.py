@@ -242,6 +242,11 @@ def test_unknown_base_run_is_a_clear_error(tmp_path, monkeypatch):
     hp = tiny_hyper_params(tmp_path / "cache")
     s = settings(tmp_path / "new")
     s.base_run_checkpoint = "someone/some-project/no-such-run"
-    with pytest.raises(NipCheckpointError, match="cannot fetch the checkpoint of base run"):
-        build_trainer(hp, build_scenario_instance(hp, s), s)
+    try:
+        with pytest.raises(NipCheckpointError, match="cannot fetch the checkpoint of base run"):
+            build_trainer(hp, build_scenario_instance(hp, s), s)
+    finally:
+        import wandb
+
+        wandb.teardown()  # forget the settings wandb cached with this test's HOME
     assert not (tmp_path / "new" / "checkpoints").exists()

@@ -16,7 +16,7 @@ def offline_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    run = wandb.init(project="nip-tests", dir=tmp_path, id="offlinetest")
+    run = wandb.init(project="nip-tests", dir=tmp_path, id="offlinetest", mode="offline")
     yield run
     run.finish()
 

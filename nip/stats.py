@@ -31,6 +31,26 @@ def _normalised_entropy(logits: Tensor) -> Tensor:
     return -(log_p.exp() * log_p).sum(-1) / math.log(logits.shape[-1])
 
 
+def episode_returns_at_ends(done: Tensor, reward: Tensor) -> Tensor:
+    """float ``[B, S, A]``: at each frame where an episode ends, its return within the batch.
+
+    The cumulative reward at an episode's last frame minus the cumulative reward at the
+    previous episode end in the same environment row (zero elsewhere).
+    """
+    cumulative = reward.cumsum(1)  # [B, S, A]
+    end_cumulative = torch.where(done[..., None], cumulative, torch.zeros_like(cumulative))
+    previous_end = torch.cummax(
+        torch.where(done, torch.arange(done.shape[1], device=done.device), -1), dim=1
+    ).values  # index of the latest episode end at or before each frame, -1 if none
+    previous_end = torch.cat([torch.full_like(previous_end[:, :1], -1), previous_end[:, :-1]], 1)
+    start_cumulative = torch.where(
+        (previous_end >= 0)[..., None],
+        cumulative.gather(1, previous_end.clamp(min=0)[..., None].expand_as(cumulative)),
+        torch.zeros_like(cumulative),
+    )
+    return end_cumulative - start_cumulative
+
+
 def rollout_stats(
     rollouts: TensorDictBase,
     agent_names: tuple[str, ...],
@@ -78,20 +98,7 @@ def rollout_stats(
         stats[f"{prefix}std_datapoint_accuracy"] = std
         stats[f"{prefix}worst_datapoint_accuracy"] = per_datapoint.min().item()
 
-    # Episode returns: cumulative reward at each episode's last frame minus the cumulative
-    # reward at the previous episode end in the same environment row.
-    cumulative = reward.cumsum(1)  # [B, S, A]
-    end_cumulative = torch.where(done[..., None], cumulative, torch.zeros_like(cumulative))
-    previous_end = torch.cummax(
-        torch.where(done, torch.arange(done.shape[1], device=done.device), -1), dim=1
-    ).values  # index of the latest episode end at or before each frame, -1 if none
-    previous_end = torch.cat([torch.full_like(previous_end[:, :1], -1), previous_end[:, :-1]], 1)
-    start_cumulative = torch.where(
-        (previous_end >= 0)[..., None],
-        cumulative.gather(1, previous_end.clamp(min=0)[..., None].expand_as(cumulative)),
-        torch.zeros_like(cumulative),
-    )
-    episode_returns = (end_cumulative - start_cumulative)[done]  # [E, A]
+    episode_returns = episode_returns_at_ends(done, reward)[done]  # [E, A]
 
     node_logits = rollouts.get(("agents", "main_message_logits"), None)
     decision_logits = rollouts.get(("agents", "decision_logits"), None)

@@ -250,3 +250,28 @@ def test_unknown_base_run_is_a_clear_error(tmp_path, monkeypatch):
 
         wandb.teardown()  # forget the settings wandb cached with this test's HOME
     assert not (tmp_path / "new" / "checkpoints").exists()
+
+
+def test_rollout_samples_are_complete_episodes(tmp_path):
+    from nip.rollout_samples import sample_episodes
+
+    trainer = build(tmp_path)
+    collector, _ = trainer._get_data_collectors()
+    data = next(iter(collector))
+    collector.shutdown()
+    before = torch.get_rng_state()
+    samples = sample_episodes(
+        data,
+        trainer.protocol_handler,
+        trainer.num_node_actions,
+        5,
+        torch.Generator().manual_seed(0),
+    )
+    assert torch.equal(torch.get_rng_state(), before)
+    assert 0 < len(samples) <= 5
+    for s in samples:
+        assert s["decision"] in ("reject", "accept", "continue")
+        # One message per round: the transcript names the speaker of every round.
+        assert len(s["transcript"].split("; ")) == s["length"]
+        assert s["transcript"].startswith("r0 verifier @main: ")
+        assert set(s["returns"]) == {"prover", "verifier"}

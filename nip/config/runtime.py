@@ -57,6 +57,9 @@ class WandbLoggerConfig(LoggerConfig):
         Passed to ``wandb.init`` to organise runs.
     log_checkpoints : bool
         Log every checkpoint as a new version of the artifact ``checkpoint_<run id>``.
+    rollout_sample_period, num_rollout_samples : int
+        Every that many iterations (and at the first), log that many complete episodes
+        (graphs, transcript, decision, returns) as the table ``rollout_samples``.
     """
 
     name: str = "wandb"
@@ -67,6 +70,8 @@ class WandbLoggerConfig(LoggerConfig):
     tags: list[str] = field(default_factory=list)
     notes: str | None = None
     log_checkpoints: bool = True
+    rollout_sample_period: int = 100
+    num_rollout_samples: int = 10
 
 
 @dataclass

@@ -43,6 +43,7 @@ from nip.operators import (
     build_value_operator,
 )
 from nip.plotting import plot_metrics
+from nip.rollout_samples import log_rollout_samples, sample_episodes
 from nip.scenarios.graph_iso.agents import parameter_groups
 from nip.stats import rollout_stats
 from nip.trainers.param_freezer import ParamGroupFreezer
@@ -604,6 +605,7 @@ class TensorDictRlTrainer(Trainer):
             self.metrics.append(stats)
             if self.settings.wandb_run is not None:
                 self.settings.wandb_run.log(stats, step=iteration)
+                self._log_rollout_samples(data, iteration)
             self.state.iteration += 1
             if (
                 self.state.iteration % self.hyper_params.checkpoint.interval == 0
@@ -614,6 +616,22 @@ class TensorDictRlTrainer(Trainer):
                 acc=f"{stats['mean_accuracy']:.3f}", fps=f"{stats['frames_per_s']:.0f}"
             )
             iteration_context.step()
+
+    def _log_rollout_samples(self, data: TensorDictBase, iteration: int) -> None:
+        """Every ``logger.rollout_sample_period`` iterations, a few episodes to W&B."""
+        period = getattr(self.hyper_params.logger, "rollout_sample_period", 0)
+        if not period or iteration % period != 0:
+            return
+        # A dedicated generator: sampling for display must not move the training RNG.
+        generator = torch.Generator().manual_seed(derive_seed(self.hyper_params.seed, iteration))
+        samples = sample_episodes(
+            data,
+            self.protocol_handler,
+            self.num_node_actions,
+            self.hyper_params.logger.num_rollout_samples,
+            generator,
+        )
+        log_rollout_samples(self.settings.wandb_run, samples, iteration)
 
     def _train_on_replay_buffer(self) -> TensorDictBase:
         """Epochs x minibatches of gradient steps on this iteration's frames.

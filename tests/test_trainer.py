@@ -224,8 +224,12 @@ def test_observation_normalisation_does_not_collapse(tmp_path):
 def test_new_run_starts_from_base_run_checkpoint(tmp_path):
     run_experiment(tiny_hyper_params(tmp_path / "cache"), settings(tmp_path / "base"))
     base_state = load_checkpoint_file(tmp_path / "base" / "checkpoints" / "state.pt")
+    # The layout of a downloaded checkpoint artifact: a folder holding state.pt.
+    artifact_dir = tmp_path / "artifact"
+    artifact_dir.mkdir()
+    (artifact_dir / "state.pt").write_bytes((tmp_path / "base/checkpoints/state.pt").read_bytes())
     hp = tiny_hyper_params(tmp_path / "cache")
-    hp.base_run.run_id = str(tmp_path / "base")
+    hp.base_run.run_id = str(artifact_dir)
     s = settings(tmp_path / "new")
     s.base_run_checkpoint = hp.base_run.run_id
     trainer = build_trainer(hp, build_scenario_instance(hp, s), s)

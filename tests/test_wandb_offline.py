@@ -69,8 +69,14 @@ def test_offline_cli_run_logs_history_and_resumes_same_run_id(tmp_path):
     run_dir = tmp_path / "run"
     wandb_args = ["logger=wandb", "logger.mode=offline", "logger.project=nip-tests"]
     args = [a for a in tiny(run_dir, tmp_path / "cache", 1) if a != "logger.progress_bar=false"]
-    result = cli(*args, *wandb_args)
+    secret = "nipsecretkey0123456789abcdef0123456789abcd"
+    result = cli(*args, *wandb_args, env_changes={"WANDB_API_KEY": secret})
     assert result.returncode == 0, result.stderr
+    # No credential reaches the run's logs, configs, metrics, checkpoints or W&B files.
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    assert secret not in result.stdout + result.stderr
     run_id = (run_dir / "wandb_run_id.txt").read_text().strip()
     first = [d for d in (run_dir / "wandb").iterdir() if d.name.startswith("offline-run")]
     assert len(first) == 1 and first[0].name.endswith(run_id)

@@ -21,18 +21,23 @@ def offline_run(tmp_path, monkeypatch):
     run.finish()
 
 
+def trainer_with_run(tmp_path, run_dir_name, wandb_run):
+    """A tiny trainer in ``tmp_path/run_dir_name`` attached to ``wandb_run``."""
+    hp = tiny_hyper_params(tmp_path / "cache")
+    settings = ExperimentSettings(
+        run_dir=tmp_path / run_dir_name,
+        progress_bar=False,
+        cache_dir=tmp_path / "cache",
+        wandb_run=wandb_run,
+    )
+    return build_trainer(hp, build_scenario_instance(hp, settings), settings)
+
+
 def test_checkpoint_logged_as_wandb_artifact(tmp_path, offline_run, monkeypatch):
     monkeypatch.setattr(
         nip.factory, "build_datasets", lambda p, c: (random_pairs(60, 6), random_pairs(20, 6, 1))
     )
-    hp = tiny_hyper_params(tmp_path / "cache")
-    settings = ExperimentSettings(
-        run_dir=tmp_path / "run",
-        progress_bar=False,
-        cache_dir=tmp_path / "cache",
-        wandb_run=offline_run,
-    )
-    trainer = build_trainer(hp, build_scenario_instance(hp, settings), settings)
+    trainer = trainer_with_run(tmp_path, "run", offline_run)
     trainer.save_checkpoint(log=True)
     offline_run.finish()
     run_dirs = [d for d in (tmp_path / "wandb").iterdir() if d.name.startswith("offline-run")]
@@ -135,14 +140,7 @@ def test_resume_falls_back_to_checkpoint_artifact(tmp_path, monkeypatch):
             return Artifact()
 
     run = ResumedRun()
-    hp = tiny_hyper_params(tmp_path / "cache")
-    settings = ExperimentSettings(
-        run_dir=tmp_path / "new_node",
-        progress_bar=False,
-        cache_dir=tmp_path / "cache",
-        wandb_run=run,
-    )
-    trainer = build_trainer(hp, build_scenario_instance(hp, settings), settings)
+    trainer = trainer_with_run(tmp_path, "new_node", run)
     assert run.requested == ["checkpoint_abc123:latest"]
     assert trainer.state.iteration == 2
     restored = load_checkpoint_file(tmp_path / "new_node" / "checkpoints" / "state.pt")

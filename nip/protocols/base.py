@@ -1,7 +1,7 @@
 """The protocol-handler interface and the default single-verifier step rules."""
 
 from abc import ABC, abstractmethod
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -53,8 +53,16 @@ class ProtocolHandler(ABC):
     agent_names: tuple[str, ...]
     channel_names: tuple[str, ...]
 
+    # Protocols with a fixed structure: (max rounds, min rounds, verifier_first or None).
+    fixed_rounds: ClassVar[tuple[int, int, bool | None] | None] = None
+
     def __init__(self, params: ProtocolConfig):
         self.params = params
+        if self.fixed_rounds is not None:
+            max_rounds, min_rounds, verifier_first = self.fixed_rounds
+            require_rounds(
+                params, max_rounds=max_rounds, min_rounds=min_rounds, verifier_first=verifier_first
+            )
 
     # -- structure -----------------------------------------------------------------------
     @property
@@ -101,9 +109,9 @@ class ProtocolHandler(ABC):
         return self.params.min_message_rounds
 
     @property
-    @abstractmethod
     def agent_channel_visibility(self) -> Tensor:
-        """bool ``[agent, channel]``: which channels each agent sees."""
+        """bool ``[agent, channel]``: which channels each agent sees (default: all of them)."""
+        return torch.ones(self.num_agents, self.num_channels, dtype=torch.bool)
 
     @abstractmethod
     def active_mask(self, round: Tensor, seed: Tensor) -> Tensor:

@@ -1,8 +1,5 @@
 """Debate: two provers argue opposite sides, each in its own channel, to a verifier."""
 
-import torch
-from torch import Tensor
-
 from nip.protocols.base import PROTOCOL_REGISTRY, DeterministicProtocolHandler
 
 
@@ -34,7 +31,3 @@ class TwoProverTurns(DeterministicProtocolHandler):
 @PROTOCOL_REGISTRY.register("debate")
 class DebateProtocolHandler(TwoProverTurns):
     """Both provers see both channels; prover0 argues "reject", prover1 "accept"."""
-
-    @property
-    def agent_channel_visibility(self) -> Tensor:  # noqa: D102
-        return torch.ones(3, 2, dtype=torch.bool)

@@ -3,7 +3,7 @@
 import torch
 from torch import Tensor
 
-from nip.protocols.base import PROTOCOL_REGISTRY, ProtocolHandler, require_rounds
+from nip.protocols.base import PROTOCOL_REGISTRY, ProtocolHandler
 
 
 @PROTOCOL_REGISTRY.register("merlin_arthur")
@@ -13,14 +13,7 @@ class MerlinArthurProtocolHandler(ProtocolHandler):
 
     agent_names = ("prover0", "prover1", "verifier")
     channel_names = ("main",)
-
-    def __init__(self, params):
-        super().__init__(params)
-        require_rounds(params, max_rounds=2, min_rounds=1, verifier_first=False)
-
-    @property
-    def agent_channel_visibility(self) -> Tensor:  # noqa: D102
-        return torch.ones(3, 1, dtype=torch.bool)
+    fixed_rounds = (2, 1, False)
 
     def active_mask(self, round: Tensor, seed: Tensor) -> Tensor:  # noqa: D102
         first_round = round == 0

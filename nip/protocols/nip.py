@@ -1,8 +1,5 @@
 """NIP: one prover and one verifier exchange messages in one shared channel."""
 
-import torch
-from torch import Tensor
-
 from nip.protocols.base import PROTOCOL_REGISTRY, DeterministicProtocolHandler
 
 
@@ -12,10 +9,6 @@ class NipProtocolHandler(DeterministicProtocolHandler):
 
     agent_names = ("prover", "verifier")
     channel_names = ("main",)
-
-    @property
-    def agent_channel_visibility(self) -> Tensor:  # noqa: D102
-        return torch.ones(2, 1, dtype=torch.bool)
 
     def is_agent_active(self, agent_name: str, round: int, channel_name: str) -> bool:  # noqa: D102
         verifier_round = round % 2 == (0 if self.params.verifier_first else 1)

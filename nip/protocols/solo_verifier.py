@@ -1,9 +1,6 @@
 """Solo verifier: the verifier decides from the graphs alone, in one round (a baseline)."""
 
-import torch
-from torch import Tensor
-
-from nip.protocols.base import PROTOCOL_REGISTRY, DeterministicProtocolHandler, require_rounds
+from nip.protocols.base import PROTOCOL_REGISTRY, DeterministicProtocolHandler
 
 
 @PROTOCOL_REGISTRY.register("solo_verifier")
@@ -12,14 +9,7 @@ class SoloVerifierProtocolHandler(DeterministicProtocolHandler):
 
     agent_names = ("verifier",)
     channel_names = ("main",)
-
-    def __init__(self, params):
-        super().__init__(params)
-        require_rounds(params, max_rounds=1, min_rounds=1)
-
-    @property
-    def agent_channel_visibility(self) -> Tensor:  # noqa: D102
-        return torch.ones(1, 1, dtype=torch.bool)
+    fixed_rounds = (1, 1, None)
 
     def is_agent_active(self, agent_name: str, round: int, channel_name: str) -> bool:  # noqa: D102
         return round == 0

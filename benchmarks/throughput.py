@@ -1,37 +1,168 @@
-"""End-to-end training throughput on the paper's GI config (a benchmark, not a test).
+"""Issue-4 performance table: training throughput, fraction of the machine limit, memory, data.
 
-Runs ``python -m nip.run`` twice with the paper config (2048 frames per iteration, 10 epochs,
-minibatch 256, prover 5 / verifier 2 GNN layers) on 2,000 training pairs, for a short and a
-longer number of iterations, and reports (extra frames) / (extra wall time), so start-up,
-dataset and test costs cancel. Also prints the mean per-iteration split into collection,
-advantage estimation and update from the longer run's ``metrics.jsonl``.
+A benchmark, not a test. Every figure is measured here, in this run:
+
+* **Training frames/s** (NIP and debate, paper config: 2048 frames per iteration, 10 epochs,
+  minibatch 256, prover 5 / verifier 2 GNN layers, separate actor and critic bodies):
+  ``python -m nip.run trainer=ppo scenario=graph_iso scenario.num_train_pairs=2000
+  scenario.num_test_pairs=100`` is run for ``--short`` and ``--long`` iterations, and the
+  throughput is (extra frames) / (extra wall time), so start-up, dataset and test costs
+  cancel. The longer run's ``metrics.jsonl`` gives the split of an iteration into
+  collection, advantage estimation and update.
+* **Fraction of the limit**: FLOPs per trained frame, counted with
+  ``torch.utils.flop_counter.FlopCounterMode`` over one real iteration (collection, GAE and
+  all epochs of minibatch updates), times frames/s, divided by the float32 GEMM GFLOP/s
+  measured on this machine (the best of the model's own GEMM shapes and a square GEMM).
+* **Memory**: resident memory after iterations 5 and 20 of a 20-iteration NIP run (flat when
+  they agree within 5%) and the run's peak.
+* **Data**: generating 10,000 WL-stratified training pairs, uncached.
+* **GPU**: the NIP row again with ``device=cuda`` when a GPU is present.
 
 Usage::
 
-    python benchmarks/throughput.py [--short 3] [--long 8] [--threads N] [-- extra overrides]
+    python benchmarks/throughput.py [--short 3] [--long 8] [--memory-iterations 20]
+        [--threads N] [--protocols nip debate] [--skip-memory] [-- extra overrides]
 """
 
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ["scenario.num_train_pairs=2000", "scenario.num_test_pairs=100", "logger.progress_bar=false"]
+TARGET_FPS = {"nip": 1000, "debate": 600}
+PHASES = ("time_collect_s", "time_advantage_s", "time_update_s")
 
 
-def timed_run(iterations: int, run_dir: Path, cache: Path, threads: int | None, extra: list[str]):
+@dataclass
+class Throughput:
+    frames_per_s: float
+    seconds_per_iteration: float
+    phases: dict[str, float]
+
+
+def cli_run(
+    iterations: int, run_dir: Path, cache: Path, overrides: list[str]
+) -> tuple[float, list[dict]]:
+    """Run ``python -m nip.run``; return the wall time and the training metrics rows."""
     args = [*BASE, f"trainer.num_iterations={iterations}", f"hydra.run.dir={run_dir}"]
-    args += [f"cache_dir={cache}", *extra]
-    if threads:
-        args.append(f"device.num_threads={threads}")
+    args += [f"cache_dir={cache}", *overrides]
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "nip.run", *args], cwd=ROOT, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "nip.run", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL
+    )
+    wall = time.perf_counter() - start
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return wall, [r for r in rows if "time_iteration_s" in r]
+
+
+def training_throughput(
+    short: int, long: int, tmp: Path, cache: Path, overrides: list[str]
+) -> Throughput:
+    """Frames/s as extra frames over extra wall time between a short and a long run."""
+    tag = "_".join(o.replace("=", "-").replace("/", "-") for o in overrides) or "default"
+    short_s, _ = cli_run(short, tmp / f"{tag}_short", cache, overrides)
+    long_s, rows = cli_run(long, tmp / f"{tag}_long", cache, overrides)
+    frames_per_batch = rows[1]["frames"] - rows[0]["frames"]
+    extra = long - short
+    later = rows[1:]  # the first iteration includes warm-up
+    return Throughput(
+        frames_per_s=extra * frames_per_batch / (long_s - short_s),
+        seconds_per_iteration=(long_s - short_s) / extra,
+        phases={k: statistics.mean(r[k] for r in later) for k in PHASES},
+    )
+
+
+def flops_per_frame(cache: Path, run_dir: Path, overrides: list[str]) -> float:
+    """FLOPs of one real training iteration (after one warm-up iteration) per frame."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nip.cli import CONFIG_DIR
+    from nip.config import register_configs, validate_hyper_params
+    from nip.experiment_settings import ExperimentSettings
+    from nip.factory import build_scenario_instance, build_trainer
+
+    register_configs()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[*BASE, f"cache_dir={cache}", *overrides])
+    hp = OmegaConf.to_object(cfg)
+    validate_hyper_params(hp)
+    settings = ExperimentSettings(run_dir=run_dir, progress_bar=False, cache_dir=cache)
+    trainer = build_trainer(hp, build_scenario_instance(hp, settings), settings)
+    collector, _ = trainer._get_data_collectors()
+    try:
+        iterator = iter(collector)
+        trainer._run_iteration(iterator)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            trainer._run_iteration(iterator)
+    finally:
+        collector.shutdown()
+    return counter.get_total_flops() / hp.trainer.frames_per_batch
+
+
+def gemm_gflops(threads: int) -> dict[str, float]:
+    """Best-of-five float32 GEMM GFLOP/s on the model's shapes and on a square GEMM."""
+    rows = 256 * 2 * 11  # minibatch x graphs x nodes: the GNN's row count
+    shapes = {
+        "model [5632x16]@[16x64]": (rows, 16, 64),
+        "model [5632x64]@[64x16]": (rows, 64, 16),
+        "model [64x5632]@[5632x16]": (64, rows, 16),
+        "square 1024": (1024, 1024, 1024),
+    }
+    torch.set_num_threads(threads)
+    result = {}
+    for name, (m, k, n) in shapes.items():
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        out = torch.empty(m, n)
+        reps = max(3, int(2e9 / (2 * m * k * n)))
+        for _ in range(3):
+            torch.mm(a, b, out=out)
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(reps):
+                torch.mm(a, b, out=out)
+            best = min(best, (time.perf_counter() - start) / reps)
+        result[name] = 2 * m * k * n / best / 1e9
+    return result
+
+
+def memory_run(iterations: int, tmp: Path, cache: Path, overrides: list[str]) -> dict:
+    """Resident memory after iteration 5 and the last one, and the peak, of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    _, rows = cli_run(iterations, tmp / "memory", cache, overrides)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    fifth = rows[min(4, len(rows) - 1)]["sys_rss_mb"]
+    last = rows[-1]["sys_rss_mb"]
+    return {
+        "rss_5_mb": fifth,
+        "rss_last_mb": last,
+        # ru_maxrss of children is the largest child so far: exact when this run is largest.
+        "peak_mb": max(peak, before) / 1024,
+        "growth": (last - fifth) / fifth,
+    }
+
+
+def data_generation_seconds(num_pairs: int) -> float:
+    """Wall time to generate ``num_pairs`` WL-stratified pairs (default scenario, no cache)."""
+    from nip.config.scenario import GraphIsoScenarioConfig
+    from nip.scenarios.graph_iso.generation import generate_pairs
+
+    start = time.perf_counter()
+    generate_pairs(GraphIsoScenarioConfig(), num_pairs, seed=0)
     return time.perf_counter() - start
 
 
@@ -39,29 +170,103 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", type=int, default=3)
     parser.add_argument("--long", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides")
+    parser.add_argument("--memory-iterations", type=int, default=20)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
+    parser.add_argument("--protocols", nargs="*", default=["nip", "debate"])
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--data-pairs", type=int, default=10000)
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
+    threads = args.threads or torch.get_num_threads()
+    common = [f"device.num_threads={threads}", *args.overrides]
+    torch.set_num_threads(threads)
+
+    gemm = gemm_gflops(threads)
+    limit = max(gemm.values())
+    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads")
+    for name, value in gemm.items():
+        print(f"  float32 GEMM {name:<28} {value:7.1f} GFLOP/s")
+    print(f"  limit used below: {limit:.1f} GFLOP/s (the best of these)", flush=True)
+
+    table = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         cache = tmp / "cache"
-        # Warm the dataset cache so that neither timed run generates data.
-        timed_run(1, tmp / "warm", cache, args.threads, args.overrides)
-        short = timed_run(args.short, tmp / "short", cache, args.threads, args.overrides)
-        long = timed_run(args.long, tmp / "long", cache, args.threads, args.overrides)
-        rows = [json.loads(x) for x in (tmp / "long" / "metrics.jsonl").read_text().splitlines()]
-    train = [r for r in rows if "time_iteration_s" in r]
-    frames_per_batch = train[1]["frames"] - train[0]["frames"]
-    extra_frames = (args.long - args.short) * frames_per_batch
-    fps = extra_frames / (long - short)
-    print(f"machine: {os.cpu_count()} cores; threads={args.threads or 'torch default'}")
-    print(f"runs: {args.short} iterations {short:.1f} s, {args.long} iterations {long:.1f} s")
-    print(
-        f"end-to-end training throughput: {fps:.0f} frames/s ({(long - short) / (args.long - args.short):.2f} s/iteration)"
+        cli_run(1, tmp / "warm", cache, ["device=cpu", *common])  # datasets into the cache
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        for protocol in args.protocols:
+            overrides = [f"protocol={protocol}", *common]
+            flops = flops_per_frame(cache, tmp / f"flops_{protocol}", ["device=cpu", *overrides])
+            for device in devices:
+                if device == "cuda" and protocol != "nip":
+                    continue
+                result = training_throughput(
+                    args.short, args.long, tmp, cache, [f"device={device}", *overrides]
+                )
+                fraction = flops * result.frames_per_s / (limit * 1e9)
+                phases = ", ".join(f"{k[5:-2]} {v:.2f} s" for k, v in result.phases.items())
+                print(
+                    f"{protocol} ({device}): {result.frames_per_s:.0f} frames/s, "
+                    f"{result.seconds_per_iteration:.2f} s/iteration ({phases}); "
+                    f"{flops / 1e6:.1f} MFLOP/frame -> {flops * result.frames_per_s / 1e9:.1f} "
+                    f"GFLOP/s = {fraction:.1%} of the limit",
+                    flush=True,
+                )
+                target = TARGET_FPS.get(protocol)
+                label = f"training frames/s, {protocol}" + (" (GPU)" if device == "cuda" else "")
+                table.append(
+                    (
+                        label,
+                        f"{result.frames_per_s:.0f} ({fraction:.1%} of limit)",
+                        f">= {target}" if target and device == "cpu" else "reported",
+                        "yes"
+                        if not target or device == "cuda"
+                        else _ok(result.frames_per_s >= target),
+                    )
+                )
+        if not torch.cuda.is_available():
+            table.append(
+                ("training frames/s, nip (GPU)", "no GPU on this machine", "reported", "-")
+            )
+        if not args.skip_memory:
+            mem = memory_run(
+                args.memory_iterations, tmp, cache, ["device=cpu", "protocol=nip", *common]
+            )
+            n = args.memory_iterations
+            table.append(
+                (
+                    f"peak RSS, {n}-iteration NIP run",
+                    f"{mem['peak_mb'] / 1024:.2f} GB",
+                    "< 1.5 GB",
+                    _ok(mem["peak_mb"] < 1536),
+                )
+            )
+            table.append(
+                (
+                    f"RSS iteration {n} vs 5",
+                    f"{mem['rss_last_mb']:.0f} vs {mem['rss_5_mb']:.0f} MB ({mem['growth']:+.1%})",
+                    "within 5%",
+                    _ok(abs(mem["growth"]) <= 0.05),
+                )
+            )
+    seconds = data_generation_seconds(args.data_pairs)
+    table.append(
+        (f"generating {args.data_pairs:,} pairs", f"{seconds:.1f} s", "< 30 s", _ok(seconds < 30))
     )
-    for key in ("time_collect_s", "time_advantage_s", "time_update_s", "time_iteration_s"):
-        values = [r[key] for r in train[1:]]  # the first iteration includes warm-up
-        print(f"  {key[5:-2]:>10}: {statistics.mean(values):.3f} s per iteration")
+
+    print()
+    widths = [max(len(str(row[i])) for row in [HEADER, *table]) for i in range(4)]
+    for row in [HEADER, *table]:
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)))
+
+
+HEADER = ("metric", "measured", "target", "met")
+
+
+def _ok(condition: bool) -> str:
+    return "yes" if condition else "NO"
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ NORMALIZED_KEYS = ("x", "message")
 POLICY_IN_KEYS = ["x", "message", "message_history", "adjacency", "node_mask", "round"]
 VALUE_IN_KEYS = ["x", "message", "adjacency", "node_mask", "round"]
 POLICY_OUT_KEYS = [("agents", "main_message_logits"), ("agents", "decision_logits")]
+VALUE_KEY = ("agents", "state_value")
 
 
 def build_policy_operator(combined_policy: nn.Module) -> ProbabilisticActor:
@@ -41,9 +42,7 @@ def build_policy_operator(combined_policy: nn.Module) -> ProbabilisticActor:
 
 def build_value_operator(combined_value: nn.Module) -> ValueOperator:
     """Every agent's value estimate as ``("agents", "state_value")``, ``[..., A, 1]``."""
-    return ValueOperator(
-        combined_value, in_keys=VALUE_IN_KEYS, out_keys=[("agents", "state_value")]
-    )
+    return ValueOperator(combined_value, in_keys=VALUE_IN_KEYS, out_keys=[VALUE_KEY])
 
 
 def add_observation_norm(

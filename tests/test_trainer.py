@@ -1,16 +1,20 @@
 """The PPO trainer: optimizer groups, GAE shapes, checkpoints, exact resume, determinism."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
+from torchrl.objectives.value import GAE
 
 import nip.factory
 from nip.checkpointing import load_checkpoint_file
+from nip.config.protocol import ProtocolConfig
 from nip.errors import NipCheckpointError
 from nip.experiment_settings import ExperimentSettings
 from nip.factory import build_scenario_instance, build_trainer
 from nip.run import run_experiment
+from nip.trainers.ppo import AGENT_KEYS
 from tests.helpers import random_pairs, tiny_hyper_params
 
 TIME_KEYS = ("time_", "frames_per_s", "sys_")
@@ -51,22 +55,53 @@ def test_one_iteration_shapes_and_per_agent_advantages(tmp_path):
     num_envs = 64 // trainer.max_message_rounds
     assert data.batch_size == (num_envs, trainer.max_message_rounds)
     assert data["agents", "sample_log_prob"].shape == (num_envs, 8, 2)
-    trainer._prepare_for_advantage(data)
-    with torch.no_grad():
-        trainer.gae(data)
+    trainer._estimate_advantages(data)
     for key in ("advantage", "value_target", "state_value"):
         assert data["agents", key].shape == (num_envs, 8, 2, 1)
     # Per-agent GAE: each agent's advantage uses only its own rewards and values.
     reward = data["next", "agents", "reward"].clone()
     data["next", "agents", "reward"][..., 0, :] += 10.0
-    with torch.no_grad():
-        trainer.gae(data)
+    trainer._estimate_advantages(data)
     changed = data["agents", "advantage"].clone()
     data["next", "agents", "reward"] = reward
-    with torch.no_grad():
-        trainer.gae(data)
+    trainer._estimate_advantages(data)
     assert not torch.allclose(changed[..., 0, :], data["agents", "advantage"][..., 0, :])
     torch.testing.assert_close(changed[..., 1, :], data["agents", "advantage"][..., 1, :])
+
+
+@pytest.mark.parametrize("zero_knowledge", [False, True])
+def test_single_value_pass_matches_two_pass_gae(tmp_path, zero_knowledge):
+    """One value pass over [obs, last next obs] gives what GAE's own two passes give.
+
+    Under zero knowledge an agent can finish before the episode ends, which exercises
+    per-agent terminal flags.
+    """
+    hp = tiny_hyper_params(tmp_path / "cache")
+    hp = dataclasses.replace(hp, protocol=ProtocolConfig(zero_knowledge=zero_knowledge))
+    s = settings(tmp_path / "run")
+    trainer = build_trainer(hp, build_scenario_instance(hp, s), s)
+    collector, _ = trainer._get_data_collectors()
+    iterator = iter(collector)
+    next(iterator)  # a second batch starts mid-episode for some environments
+    data = next(iterator)
+    collector.shutdown()
+    assert data["next", "done"].any()
+    ours = data.clone()
+    trainer._estimate_advantages(ours)
+    reference = data.clone()
+    trainer._prepare_for_advantage(reference)
+    gae = GAE(
+        gamma=hp.advantage.gamma,
+        lmbda=hp.advantage.lmbda,
+        value_network=trainer.value_operator,
+        average_gae=False,
+        deactivate_vmap=True,
+    )
+    gae.set_keys(**{k: v for k, v in AGENT_KEYS.items() if k not in ("action", "sample_log_prob")})
+    with torch.no_grad():
+        gae(reference)
+    for key in ("state_value", "advantage", "value_target"):
+        torch.testing.assert_close(ours["agents", key], reference["agents", key])
 
 
 def test_off_turn_log_probs_are_masked(tmp_path):

@@ -37,15 +37,9 @@ class PpoTrainer(TensorDictRlTrainer):
             clip_value=loss_cfg.clip_epsilon if loss_cfg.clip_value else None,
         )
         loss.set_keys(**AGENT_KEYS)
-        gae = GAE(
-            gamma=adv_cfg.gamma,
-            lmbda=adv_cfg.lmbda,
-            value_network=self.value_operator,
-            average_gae=False,
-            # The combined value network runs batched already; vmap adds nothing but
-            # restrictions on in-place ops.
-            deactivate_vmap=True,
-        )
+        # No value network: the trainer fills in the values of every observation and next
+        # observation in a single pass (see TensorDictRlTrainer._estimate_advantages).
+        gae = GAE(gamma=adv_cfg.gamma, lmbda=adv_cfg.lmbda, value_network=None, average_gae=False)
         gae.set_keys(
             **{k: v for k, v in AGENT_KEYS.items() if k not in ("action", "sample_log_prob")}
         )

@@ -12,7 +12,7 @@ Usage::
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,15 +34,16 @@ def run(protocol: str, zero_knowledge: bool, iterations: int, tmp: Path) -> dict
         f"cache_dir={tmp / 'cache'}",
         f"hydra.run.dir={run_dir}",
     ]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, "-m", "nip.run", *args],
         cwd=ROOT,
-        check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # wait4 reports this child's own peak resident memory.
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise subprocess.CalledProcessError(os.waitstatus_to_exitcode(status), process.args)
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if "frames_per_s" in r]
     later = train[1:] or train
@@ -50,8 +51,7 @@ def run(protocol: str, zero_knowledge: bool, iterations: int, tmp: Path) -> dict
         "frames_per_s": sum(r["frames_per_s"] for r in later) / len(later),
         "rss_first_mb": train[0]["sys_rss_mb"],
         "rss_last_mb": train[-1]["sys_rss_mb"],
-        # ru_maxrss of children is the largest child so far: exact when it grows.
-        "peak_rss_mb": max(peak, before) / 1024,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
     }
 
 

@@ -27,7 +27,6 @@ Usage::
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -53,17 +52,31 @@ class Throughput:
 
 def cli_run(
     iterations: int, run_dir: Path, cache: Path, overrides: list[str]
-) -> tuple[float, list[dict]]:
-    """Run ``python -m nip.run``; return the wall time and the training metrics rows."""
+) -> tuple[float, list[dict], float]:
+    """Run ``python -m nip.run``.
+
+    Returns
+    -------
+    wall : float
+        Seconds from start to exit.
+    rows : list of dict
+        The run's per-iteration training metrics.
+    peak_mb : float
+        The run's own peak resident memory (``wait4`` reports it for this child alone).
+    """
     args = [*BASE, f"trainer.num_iterations={iterations}", f"hydra.run.dir={run_dir}"]
     args += [f"cache_dir={cache}", *overrides]
     start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "nip.run", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nip.run", *args], cwd=ROOT, stdout=subprocess.DEVNULL
     )
+    _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise subprocess.CalledProcessError(process.returncode, process.args)
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return wall, [r for r in rows if "time_iteration_s" in r]
+    return wall, [r for r in rows if "time_iteration_s" in r], usage.ru_maxrss / 1024
 
 
 def training_throughput(
@@ -71,8 +84,8 @@ def training_throughput(
 ) -> Throughput:
     """Frames/s as extra frames over extra wall time between a short and a long run."""
     tag = "_".join(o.replace("=", "-").replace("/", "-") for o in overrides) or "default"
-    short_s, _ = cli_run(short, tmp / f"{tag}_short", cache, overrides)
-    long_s, rows = cli_run(long, tmp / f"{tag}_long", cache, overrides)
+    short_s, _, _ = cli_run(short, tmp / f"{tag}_short", cache, overrides)
+    long_s, rows, _ = cli_run(long, tmp / f"{tag}_long", cache, overrides)
     frames_per_batch = rows[1]["frames"] - rows[0]["frames"]
     extra = long - short
     later = rows[1:]  # the first iteration includes warm-up
@@ -142,16 +155,13 @@ def gemm_gflops(threads: int) -> dict[str, float]:
 
 def memory_run(iterations: int, tmp: Path, cache: Path, overrides: list[str]) -> dict:
     """Resident memory after iteration 5 and the last one, and the peak, of one run."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    _, rows = cli_run(iterations, tmp / "memory", cache, overrides)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    _, rows, peak_mb = cli_run(iterations, tmp / "memory", cache, overrides)
     fifth = rows[min(4, len(rows) - 1)]["sys_rss_mb"]
     last = rows[-1]["sys_rss_mb"]
     return {
         "rss_5_mb": fifth,
         "rss_last_mb": last,
-        # ru_maxrss of children is the largest child so far: exact when this run is largest.
-        "peak_mb": max(peak, before) / 1024,
+        "peak_mb": peak_mb,
         "growth": (last - fifth) / fifth,
     }
 

@@ -45,7 +45,7 @@ def tiny_agent(num_gnn_layers: int) -> GraphIsoAgentConfig:
 
 
 def tiny_hyper_params(cache_dir: Path, **trainer_overrides) -> HyperParameters:
-    """The foundation issue's tiny settings, with tiny networks, for fast end-to-end runs."""
+    """Tiny run settings with tiny networks, for fast end-to-end runs."""
     trainer = PpoTrainerConfig(
         num_iterations=2,
         frames_per_batch=64,

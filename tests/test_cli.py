@@ -15,7 +15,7 @@ TIME_PREFIXES = ("time_", "frames_per_s", "sys_")
 
 
 def tiny(run_dir: Path, cache: Path, iterations: int = 2) -> list[str]:
-    """The foundation issue's tiny settings, with the paper's networks."""
+    """Tiny run settings (few pairs, short iterations) with the paper's networks."""
     return [
         f"trainer.num_iterations={iterations}",
         "trainer.frames_per_batch=64",

@@ -11,15 +11,18 @@ def _mean_std(values: Tensor) -> tuple[float, float]:
     if values.numel() == 0:
         return math.nan, math.nan
     values = values.float()
-    std = values.std(unbiased=False) if values.numel() > 1 else torch.zeros(())
-    return values.mean().item(), std.item()
+    std = values.std(unbiased=False).item() if values.numel() > 1 else 0.0
+    return values.mean().item(), std
 
 
 def _grouped_mean(values: Tensor, groups: Tensor) -> Tensor:
-    """Mean of ``values`` per distinct value of ``groups`` (only groups that occur)."""
+    """Mean of ``values`` per distinct value of ``groups`` (only groups that occur).
+
+    Works on the inputs' device (the sums are created like ``unique``, not on the CPU).
+    """
     unique, inverse = torch.unique(groups, return_inverse=True)
-    sums = torch.zeros(len(unique), dtype=torch.float64).index_add_(0, inverse, values.double())
-    counts = torch.zeros(len(unique), dtype=torch.float64).index_add_(
+    sums = torch.zeros_like(unique, dtype=torch.float64).index_add_(0, inverse, values.double())
+    counts = torch.zeros_like(unique, dtype=torch.float64).index_add_(
         0, inverse, torch.ones_like(values, dtype=torch.float64)
     )
     return sums / counts

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from nip.cli import CONFIG_DIR, guarded, preflight, with_sweeps_searchpath
 from nip.config import HyperParameters, register_configs, validate_hyper_params
 from nip.experiment_settings import ExperimentSettings, resolve_device
+from nip.utils.cpu import check_shared_cores
 
 log = logging.getLogger("nip")
 
@@ -44,6 +45,10 @@ def settings_from_hyper_params(hyper_params: HyperParameters, run_dir: Path) -> 
     if hyper_params.device.num_threads:
         torch.set_num_threads(hyper_params.device.num_threads)
     device = resolve_device(hyper_params.device.type)
+    if device.type == "cpu":
+        warning = check_shared_cores(torch.get_num_threads())
+        if warning:
+            log.warning(warning)
     return ExperimentSettings(
         run_dir=Path(run_dir),
         device=device,

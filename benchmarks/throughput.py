@@ -134,8 +134,27 @@ def flops_per_frame(cache: Path, run_dir: Path, overrides: list[str]) -> float:
     return counter.get_total_flops() / hp.trainer.frames_per_batch
 
 
+def _gemm_gflops(m: int, k: int, n: int, device: str = "cpu") -> float:
+    """Best-of-five float32 ``[m, k] @ [k, n]`` GFLOP/s after a warm-up (TF32 off on GPUs)."""
+    a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
+    out = torch.empty(m, n, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    reps = max(3, int(2e9 / (2 * m * k * n)))
+    for _ in range(3):  # warm-up: caches, kernel selection, clocks
+        torch.mm(a, b, out=out)
+    best = float("inf")
+    for _ in range(5):
+        sync()
+        start = time.perf_counter()
+        for _ in range(reps):
+            torch.mm(a, b, out=out)
+        sync()
+        best = min(best, (time.perf_counter() - start) / reps)
+    return 2 * m * k * n / best / 1e9
+
+
 def gemm_gflops(threads: int) -> dict[str, float]:
-    """Best-of-five float32 GEMM GFLOP/s on the model's shapes and on a square GEMM."""
+    """CPU GEMM GFLOP/s on the model's shapes and on a square GEMM."""
     rows = 256 * 2 * 11  # minibatch x graphs x nodes: the GNN's row count
     shapes = {
         "model [5632x16]@[16x64]": (rows, 16, 64),
@@ -144,38 +163,7 @@ def gemm_gflops(threads: int) -> dict[str, float]:
         "square 1024": (1024, 1024, 1024),
     }
     torch.set_num_threads(threads)
-    result = {}
-    for name, (m, k, n) in shapes.items():
-        a, b = torch.randn(m, k), torch.randn(k, n)
-        out = torch.empty(m, n)
-        reps = max(3, int(2e9 / (2 * m * k * n)))
-        for _ in range(3):
-            torch.mm(a, b, out=out)
-        best = float("inf")
-        for _ in range(5):
-            start = time.perf_counter()
-            for _ in range(reps):
-                torch.mm(a, b, out=out)
-            best = min(best, (time.perf_counter() - start) / reps)
-        result[name] = 2 * m * k * n / best / 1e9
-    return result
-
-
-def cuda_gemm_gflops() -> float:
-    """Best-of-five float32 square-GEMM GFLOP/s on the GPU (TF32 off, as in training)."""
-    n = 4096
-    a, b = torch.randn(n, n, device="cuda"), torch.randn(n, n, device="cuda")
-    out = torch.empty(n, n, device="cuda")
-    torch.mm(a, b, out=out)  # warm-up: kernel selection and clocks
-    best = float("inf")
-    for _ in range(5):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(10):
-            torch.mm(a, b, out=out)
-        torch.cuda.synchronize()
-        best = min(best, (time.perf_counter() - start) / 10)
-    return 2 * n**3 / best / 1e9
+    return {name: _gemm_gflops(*shape) for name, shape in shapes.items()}
 
 
 def memory_run(iterations: int, tmp: Path, cache: Path, overrides: list[str]) -> dict:
@@ -226,7 +214,7 @@ def main() -> None:
     print(f"  limit used below: {limit:.1f} GFLOP/s (the best of these)", flush=True)
     limits = {"cpu": limit}
     if torch.cuda.is_available():
-        limits["cuda"] = cuda_gemm_gflops()
+        limits["cuda"] = _gemm_gflops(4096, 4096, 4096, "cuda")
         print(f"  float32 GEMM on {torch.cuda.get_device_name()}: {limits['cuda']:.0f} GFLOP/s")
 
     table = []

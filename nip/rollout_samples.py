@@ -9,19 +9,6 @@ from nip.protocols.base import ProtocolHandler
 from nip.stats import episode_returns_at_ends
 
 DECISIONS = ("reject", "accept", "continue")
-# What the samples read; only these are copied to the host.
-_KEYS = (
-    ("next", "done"),
-    ("next", "agents", "reward"),
-    ("next", "message_history"),
-    ("agents", "action"),
-    "round",
-    "seed",
-    "adjacency",
-    "node_mask",
-    "datapoint_id",
-    "y",
-)
 
 
 def sample_episodes(
@@ -38,7 +25,7 @@ def sample_episodes(
     channel).
     """
     # One copy to the host: the loop below reads single frames, and ``generator`` is a CPU one.
-    rollouts = rollouts.select(*_KEYS).cpu()
+    rollouts = rollouts.cpu()
     done = rollouts["next", "done"][..., 0]
     rounds = rollouts["round"]
     steps = torch.arange(done.shape[1], device=done.device)

@@ -87,23 +87,39 @@ def load_checkpoint_file(path: Path) -> dict[str, Any]:
 
 
 def capture_rng_state() -> dict[str, Any]:
-    """Python's, NumPy's and torch's global generator states, in ``weights_only`` types."""
+    """Python's, NumPy's and torch's global generator states, in ``weights_only`` types.
+
+    With CUDA in use, every GPU's generator state is included (``cuda``: one byte tensor per
+    device), so sampling on the GPU also continues the same stream after a resume.
+    """
     version, mt_state, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
+    state = {
         "python": [version, list(mt_state), gauss],
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
         "torch": torch.get_rng_state(),
     }
+    # Only once CUDA is initialised: querying it earlier would start a CUDA context.
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
+    return state
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state`."""
+    """Inverse of :func:`capture_rng_state`.
+
+    GPU generator states are restored when the checkpoint has them and CUDA is available
+    (a run resumed on a machine without a GPU continues on the CPU's stream only).
+    """
     version, mt_state, gauss = state["python"]
     random.setstate((version, tuple(mt_state), gauss))
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
+    cuda_states = state.get("cuda")
+    if cuda_states and torch.cuda.is_available():
+        for index, device_state in enumerate(cuda_states[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(device_state, index)
 
 
 def tensordict_to_state(td: TensorDictBase) -> dict[str, Any]:

@@ -20,12 +20,12 @@ from nip.config.root import hyper_params_from_dict
 from nip.evaluation import EpisodeResults, episode_stats, run_episodes
 from nip.experiment_settings import resolve_device
 from nip.factory import MAX_EVAL_ENVS
-from nip.operators import add_observation_norm, build_policy_operator
+from nip.operators import add_episode_return, add_observation_norm, build_policy_operator
 from nip.protocols import build_protocol_handler
 from nip.scenarios.graph_iso.agents import build_combined_agents
 from nip.scenarios.graph_iso.dataset import load_pairs_file
 from nip.scenarios.graph_iso.environment import GraphIsoEnvironment
-from nip.utils.seeding import derive_seed
+from nip.utils.seeding import derive_seed, fork_rng
 
 
 @dataclass
@@ -46,9 +46,13 @@ class EvaluateArgs:
     dataset : DatasetArgs
         ``dataset.path``: a pairs file in either format.
     num_passes : int
-        Episodes per pair.
+        Episodes per pair; each pass samples the agents' actions afresh.
     seed : int
-        Seeds the agents' sampled actions.
+        Seeds the agents' sampled actions (and the episode seeds): the same seed gives the
+        same figures.
+    greedy : bool
+        Play every agent's most likely action instead of sampling actions from the policy,
+        as training does (the default).
     device : str
         ``auto``, ``cpu`` or ``cuda``.
     output : str or None
@@ -59,6 +63,7 @@ class EvaluateArgs:
     dataset: DatasetArgs = field(default_factory=DatasetArgs)
     num_passes: int = 1
     seed: int = 0
+    greedy: bool = False
     device: str = "auto"
     output: str | None = None
 
@@ -76,27 +81,23 @@ def evaluate(args: EvaluateArgs) -> dict[str, float]:
     )
     policy.load_state_dict(state["policy"])
     policy.to(device).eval()
-    env = GraphIsoEnvironment(
-        dataset,
-        protocol_handler,
-        min(len(dataset), MAX_EVAL_ENVS),
-        message_size=hp.scenario.message_size,
-        seed=args.seed,
-        shuffle=False,
-        device=device,
+    env = add_episode_return(
+        GraphIsoEnvironment(
+            dataset,
+            protocol_handler,
+            min(len(dataset), MAX_EVAL_ENVS),
+            message_size=hp.scenario.message_size,
+            seed=args.seed,
+            shuffle=False,
+            device=device,
+        )
     )
     if state["observation_norm"]:
-        env, _ = add_observation_norm(env, state["observation_norm"])
-    with torch.random.fork_rng(devices=[]):
+        add_observation_norm(env, state["observation_norm"])
+    with fork_rng(device):
         torch.manual_seed(derive_seed(args.seed, "evaluate"))
         results = [
-            run_episodes(
-                env,
-                build_policy_operator(policy),
-                len(dataset),
-                protocol_handler.verifier_index,
-                protocol_handler.num_channels * hp.scenario.message_size,
-            )
+            run_episodes(env, build_policy_operator(policy), len(dataset), greedy=args.greedy)
             for _ in range(args.num_passes)
         ]
     merged = EpisodeResults.concatenate(results)
@@ -106,6 +107,9 @@ def evaluate(args: EvaluateArgs) -> dict[str, float]:
         "dataset": str(args.dataset.path),
         "iteration": state["iteration"],
         "num_pairs": len(dataset),
+        "num_passes": args.num_passes,
+        "seed": args.seed,
+        "greedy": args.greedy,
         **stats,
     }
     output = (
@@ -134,7 +138,12 @@ def main(argv: list[str] | None = None) -> None:
 
             raise NipConfigError(raise_config) from None
         report = evaluate(args)
-        print(f"accuracy: {report['mean_accuracy']:.4f} over {report['num_episodes']:.0f} episodes")
+        how = "greedy actions" if report["greedy"] else f"sampled actions, seed {report['seed']}"
+        print(
+            f"accuracy: {report['mean_accuracy']:.4f} over {report['num_episodes']:.0f} episodes "
+            f"({how}); ran out of rounds {report['terminated_fraction']:.4f}, accepted "
+            f"{report['accept_fraction']:.4f}, rejected {report['reject_fraction']:.4f}"
+        )
         for key, value in report.items():
             if key.startswith("accuracy_"):
                 print(f"  {key[len('accuracy_') :]}: {value:.4f}")

@@ -1,13 +1,16 @@
 """Evaluate a policy on every pair of a dataset: one complete episode per pair and pass."""
 
-import math
 from dataclasses import dataclass, fields
 
 import torch
 from tensordict.nn import TensorDictModuleBase
 from torch import Tensor
 from torchrl.envs import EnvBase
-from torchrl.envs.utils import step_mdp
+from torchrl.envs.utils import ExplorationType, set_exploration_type, step_mdp
+
+from nip.operators import EPISODE_REWARD_KEY
+from nip.protocols.base import CONTINUE
+from nip.stats import outcome_stats
 
 
 @dataclass
@@ -19,17 +22,21 @@ class EpisodeResults:
     datapoint_id : Tensor
         long ``[E]``.
     decision : Tensor
-        long ``[E]``: the verifier's final decision (2 if the episode ran out of rounds).
+        long ``[E]``: the decision the verifier took in the episode (0 reject, 1 accept), or
+        2 if it never decided.
+    terminated : Tensor
+        bool ``[E]``: the episode ran out of rounds.
     y : Tensor
         long ``[E]``: 1 for isomorphic pairs.
     length : Tensor
         long ``[E]``: rounds played.
     reward : Tensor
-        float ``[E, A]``: each agent's return.
+        float ``[E, A]``: each agent's return over the whole episode.
     """
 
     datapoint_id: Tensor
     decision: Tensor
+    terminated: Tensor
     y: Tensor
     length: Tensor
     reward: Tensor
@@ -41,8 +48,8 @@ class EpisodeResults:
 
     @property
     def correct(self) -> Tensor:
-        """bool ``[E]``."""
-        return self.decision == self.y
+        """bool ``[E]``: the verifier decided, and rightly."""
+        return (self.decision != CONTINUE) & (self.decision == self.y)
 
 
 @torch.no_grad()
@@ -50,41 +57,57 @@ def run_episodes(
     env: EnvBase,
     policy: TensorDictModuleBase,
     num_episodes: int,
-    verifier_index: int,
-    num_node_actions: int,
+    *,
+    greedy: bool = False,
 ) -> EpisodeResults:
     """Play ``num_episodes`` complete episodes, ``env.batch_size[0]`` at a time.
 
     The environment must serve its dataset in order (``shuffle=False``) so that episode ``i``
-    is about datapoint ``i mod len(dataset)``. Rows are reset together and stepped for the
-    maximum number of rounds; each row's first episode end is recorded.
+    is about datapoint ``i mod len(dataset)``, and be wrapped with
+    :func:`nip.operators.add_episode_return`. Rows are reset together and stepped for the
+    maximum number of rounds; each row's first episode end is recorded, with the
+    environment's own record of the verifier's decision and of the returns.
+
+    Parameters
+    ----------
+    env : EnvBase
+        The evaluation environment.
+    policy : TensorDictModuleBase
+        The agents' probabilistic actor.
+    num_episodes : int
+        How many episodes to play.
+    greedy : bool
+        Play every agent's most likely action instead of sampling from the policy (the
+        default, as in training). Sampling draws from the global torch generator, which the
+        caller seeds.
     """
     num_envs = env.batch_size[0]
     max_rounds = env.num_rounds if hasattr(env, "num_rounds") else env.base_env.num_rounds
     chunks: list[EpisodeResults] = []
-    for _ in range(math.ceil(num_episodes / num_envs)):
-        td = env.reset()
-        alive = torch.ones(num_envs, dtype=torch.bool, device=td.device)
-        returns = None
-        decision = torch.full((num_envs,), 2, dtype=torch.long, device=td.device)
-        length = torch.zeros(num_envs, dtype=torch.long, device=td.device)
-        datapoint_id, y = td["datapoint_id"].clone(), td["y"].clone()
-        for _ in range(max_rounds):
-            td = env.step(policy(td))
-            reward = td["next", "agents", "reward"][..., 0]
-            returns = (
-                reward * alive[:, None] if returns is None else returns + reward * alive[:, None]
-            )
-            ended = td["next", "done"][:, 0] & alive
-            decision = torch.where(
-                ended, td["agents", "action"][:, verifier_index, num_node_actions], decision
-            )
-            length = torch.where(ended, td["next", "round"], length)
-            alive = alive & ~ended
-            td = step_mdp(td)
-            if not alive.any():
-                break
-        chunks.append(EpisodeResults(datapoint_id, decision.long(), y, length, returns))
+    mode = ExplorationType.DETERMINISTIC if greedy else ExplorationType.RANDOM
+    with set_exploration_type(mode):
+        for _ in range(-(-num_episodes // num_envs)):
+            td = env.reset()
+            dev = td.device
+            alive = torch.ones(num_envs, dtype=torch.bool, device=dev)
+            decision = torch.full((num_envs,), CONTINUE, dtype=torch.long, device=dev)
+            terminated = torch.zeros(num_envs, dtype=torch.bool, device=dev)
+            length = torch.zeros(num_envs, dtype=torch.long, device=dev)
+            returns = torch.zeros(td[EPISODE_REWARD_KEY].shape[:-1], device=dev)
+            datapoint_id, y = td["datapoint_id"].clone(), td["y"].clone()
+            for _ in range(max_rounds):
+                td = env.step(policy(td))
+                nxt = td["next"]
+                ending = nxt["done"][:, 0] & alive
+                decision = torch.where(ending, nxt["verifier_decision"], decision)
+                terminated = torch.where(ending, nxt["terminated"][:, 0], terminated)
+                length = torch.where(ending, nxt["round"], length)
+                returns = torch.where(ending[:, None], nxt[EPISODE_REWARD_KEY][..., 0], returns)
+                alive = alive & ~ending
+                td = step_mdp(td)
+                if not alive.any():
+                    break
+            chunks.append(EpisodeResults(datapoint_id, decision, terminated, y, length, returns))
     merged = EpisodeResults.concatenate(chunks)
     return EpisodeResults(*(getattr(merged, f.name)[:num_episodes].cpu() for f in fields(merged)))
 
@@ -95,7 +118,8 @@ def episode_stats(
     wl_score: Tensor | None = None,
     prefix: str = "test_",
 ) -> dict[str, float]:
-    """Accuracy overall, on isomorphic and non-isomorphic pairs, and by WL score.
+    """Accuracy overall, on isomorphic and non-isomorphic pairs and by WL score, and how
+    episodes ended (see :func:`nip.stats.outcome_stats`).
 
     Parameters
     ----------
@@ -109,12 +133,8 @@ def episode_stats(
         Prepended to every statistic's name.
     """
     correct = results.correct.double()
-    stats = {
-        f"{prefix}mean_accuracy": correct.mean().item(),
-        f"{prefix}std_accuracy": correct.std(unbiased=False).item(),
-        f"{prefix}mean_episode_length": results.length.double().mean().item(),
-        f"{prefix}num_episodes": float(len(correct)),
-    }
+    stats = outcome_stats(results.decision, results.y, results.terminated, prefix)
+    stats[f"{prefix}mean_episode_length"] = results.length.double().mean().item()
     for label, name in ((1, "isomorphic"), (0, "non_isomorphic")):
         mask = results.y == label
         if mask.any():

@@ -3,7 +3,7 @@
 import torch
 from tensordict.nn import TensorDictModule
 from torch import nn
-from torchrl.envs import Compose, EnvBase, ObservationNorm, TransformedEnv
+from torchrl.envs import Compose, EnvBase, ObservationNorm, RewardSum, TransformedEnv
 from torchrl.modules import ProbabilisticActor, ValueOperator
 
 from nip.distribution import AgentsActionDistribution
@@ -14,6 +14,9 @@ POLICY_IN_KEYS = ["x", "message", "message_history", "adjacency", "node_mask", "
 VALUE_IN_KEYS = ["x", "message", "adjacency", "node_mask", "round"]
 POLICY_OUT_KEYS = [("agents", "main_message_logits"), ("agents", "decision_logits")]
 VALUE_KEY = ("agents", "state_value")
+REWARD_KEY = ("agents", "reward")
+# Each agent's return so far in the current episode, carried across collection batches.
+EPISODE_REWARD_KEY = ("agents", "episode_reward")
 
 
 def build_policy_operator(combined_policy: nn.Module) -> ProbabilisticActor:
@@ -45,22 +48,36 @@ def build_value_operator(combined_value: nn.Module) -> ValueOperator:
     return ValueOperator(combined_value, in_keys=VALUE_IN_KEYS, out_keys=[VALUE_KEY])
 
 
+def add_episode_return(env: EnvBase) -> TransformedEnv:
+    """Wrap ``env`` so every agent's return accumulates over each whole episode.
+
+    TorchRL's :class:`~torchrl.envs.RewardSum` keeps ``("agents", "episode_reward")``
+    (``[B, A, 1]``) as environment state: it survives the end of a collection batch (so an
+    episode that straddles two batches is summed whole) and is part of the collector state
+    that checkpoints hold. At a frame where an episode ends, ``("next", "agents",
+    "episode_reward")`` is that episode's return.
+    """
+    return TransformedEnv(
+        env, Compose(RewardSum(in_keys=[REWARD_KEY], out_keys=[EPISODE_REWARD_KEY]))
+    )
+
+
 def add_observation_norm(
-    env: EnvBase, stats: dict[str, dict[str, torch.Tensor]] | None = None
-) -> tuple[TransformedEnv, dict[str, ObservationNorm]]:
-    """Wrap ``env`` so ``x`` and ``message`` are standardised with scalar statistics.
+    env: TransformedEnv, stats: dict[str, dict[str, torch.Tensor]] | None = None
+) -> dict[str, ObservationNorm]:
+    """Append standardisation of ``x`` and ``message`` (scalar statistics) to ``env``.
 
     Parameters
     ----------
-    env : EnvBase
-        The environment to wrap.
+    env : TransformedEnv
+        The environment (see :func:`add_episode_return`), changed in place.
     stats : dict, optional
         ``{key: {"loc": tensor, "scale": tensor}}``; identity until set otherwise.
 
     Returns
     -------
-    tuple
-        The wrapped environment and its transforms by key (to update their statistics).
+    dict
+        The transforms by key (to update their statistics).
     """
     norms = {}
     for key in NORMALIZED_KEYS:
@@ -71,4 +88,5 @@ def add_observation_norm(
         norms[key] = ObservationNorm(
             loc=loc.clone(), scale=scale.clone(), in_keys=[key], standard_normal=True
         )
-    return TransformedEnv(env, Compose(*norms.values())), norms
+        env.append_transform(norms[key])
+    return norms

@@ -1,4 +1,4 @@
-"""The end-of-run plot: accuracy and per-agent reward against iteration."""
+"""The end-of-run plot: accuracy against chance, how episodes end, per-agent reward."""
 
 import json
 from pathlib import Path
@@ -7,10 +7,68 @@ import matplotlib
 
 matplotlib.use("Agg")  # runs on clusters without a display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def _read_rows(metrics_path: Path) -> list[dict]:
+    path = Path(metrics_path)
+    rows = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """Iterations and values of ``key`` over the rows that have it (null values skipped)."""
+    points = [(r["iteration"], r[key]) for r in rows if r.get(key) is not None]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def metrics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Figure | None:
+    """The figure of a run's ``metrics.jsonl``, or ``None`` before the first iteration.
+
+    Left: the verifier's train accuracy, the test accuracy (tests during training and the
+    final one, plotted at the number of completed iterations) and chance, the accuracy of
+    always giving the majority answer. Middle: the share of episodes that ran out of rounds
+    and the share the verifier accepted. Right: each agent's mean episode return.
+    """
+    rows = _read_rows(metrics_path)
+    train = [r for r in rows if "mean_accuracy" in r]
+    test = [r for r in rows if "test_mean_accuracy" in r]
+    if not train:
+        return None
+    fig, (ax_acc, ax_end, ax_rew) = plt.subplots(1, 3, figsize=(15, 4))
+    ax_acc.plot(*_series(train, "mean_accuracy"), label="train", color="C0")
+    if test:
+        ax_acc.plot(*_series(test, "test_mean_accuracy"), "o-", label="test", color="C3")
+    fractions = [r["test_isomorphic_fraction"] for r in test if "test_isomorphic_fraction" in r]
+    fractions = fractions or [r["isomorphic_fraction"] for r in train if "isomorphic_fraction" in r]
+    if fractions:
+        share = sum(fractions) / len(fractions)
+        ax_acc.axhline(max(share, 1 - share), ls="--", color="gray", label="chance")
+    ax_acc.set(xlabel="iteration", ylabel="verifier accuracy", ylim=(0, 1), title="Accuracy")
+    ax_acc.legend()
+
+    ax_end.plot(*_series(train, "terminated_fraction"), label="ran out of rounds", color="C1")
+    ax_end.plot(*_series(train, "accept_fraction"), label="accepted", color="C2")
+    if test:
+        ax_end.plot(*_series(test, "test_terminated_fraction"), "o--", color="C1", label="test")
+    ax_end.set(xlabel="iteration", ylabel="share of episodes", ylim=(0, 1), title="Outcomes")
+    ax_end.legend()
+
+    for i, agent in enumerate(agent_names):
+        ax_rew.plot(*_series(train, f"{agent}.mean_episode_reward"), label=agent, color=f"C{i}")
+    ax_rew.set(xlabel="iteration", ylabel="mean episode return", title="Return per agent")
+    ax_rew.legend()
+    fig.tight_layout()
+    return fig
 
 
 def plot_metrics(metrics_path: Path, out_path: Path, agent_names: tuple[str, ...]) -> Path | None:
-    """Plot train (and final test) accuracy and each agent's mean episode reward.
+    """Write :func:`metrics_figure` as a PNG.
 
     Parameters
     ----------
@@ -19,38 +77,16 @@ def plot_metrics(metrics_path: Path, out_path: Path, agent_names: tuple[str, ...
     out_path : Path
         Where to write the PNG.
     agent_names : tuple of str
-        Agents whose rewards to plot.
+        Agents whose returns to plot.
 
     Returns
     -------
     Path or None
         ``out_path``, or ``None`` if there were no training iterations to plot.
     """
-    rows = []
-    for line in Path(metrics_path).read_text().splitlines() if Path(metrics_path).exists() else []:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    train = [r for r in rows if "mean_accuracy" in r]
-    test = [r for r in rows if "test_mean_accuracy" in r]
-    if not train:
+    fig = metrics_figure(metrics_path, agent_names)
+    if fig is None:
         return None
-    iterations = [r["iteration"] for r in train]
-    fig, (ax_acc, ax_rew) = plt.subplots(1, 2, figsize=(11, 4))
-    ax_acc.plot(iterations, [r["mean_accuracy"] for r in train], label="train")
-    for r in test:
-        ax_acc.scatter([r["iteration"]], [r["test_mean_accuracy"]], color="C3", zorder=3)
-    if test:
-        ax_acc.scatter([], [], color="C3", label="test")
-    ax_acc.set(xlabel="iteration", ylabel="verifier accuracy", ylim=(0, 1), title="Accuracy")
-    ax_acc.legend()
-    for i, agent in enumerate(agent_names):
-        key = f"{agent}.mean_episode_reward"
-        ax_rew.plot(iterations, [r.get(key) for r in train], label=agent, color=f"C{i}")
-    ax_rew.set(xlabel="iteration", ylabel="mean episode reward", title="Reward per agent")
-    ax_rew.legend()
-    fig.tight_layout()
     out_path = Path(out_path)
     tmp = out_path.with_name(f".{out_path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)

@@ -5,16 +5,16 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 
+from nip.operators import EPISODE_REWARD_KEY
 from nip.protocols.base import ProtocolHandler
-from nip.stats import episode_returns_at_ends
 
-DECISIONS = ("reject", "accept", "continue")
+# The verifier's decision in an episode (2: it never decided).
+DECISIONS = ("reject", "accept", "none")
 
 
 def sample_episodes(
     rollouts: TensorDictBase,
     protocol_handler: ProtocolHandler,
-    num_node_actions: int,
     num_samples: int,
     generator: torch.Generator,
 ) -> list[dict[str, Any]]:
@@ -34,7 +34,6 @@ def sample_episodes(
     if len(rows) == 0:
         return []
     pick = torch.randperm(len(rows), generator=generator)[:num_samples]
-    returns = episode_returns_at_ends(done, rollouts["next", "agents", "reward"][..., 0].float())
     agents, channels = protocol_handler.agent_names, protocol_handler.channel_names
     samples = []
     for i in pick.tolist():  # a handful of episodes for display, not a hot path
@@ -57,14 +56,15 @@ def sample_episodes(
             ]
             for g in range(2)
         ]
-        decision = frame["agents", "action"][protocol_handler.verifier_index, num_node_actions]
+        decision = frame["next", "verifier_decision"]
+        returns = frame["next", *EPISODE_REWARD_KEY][..., 0]
         samples.append(
             {
                 "datapoint_id": frame["datapoint_id"].item(),
                 "isomorphic": bool(frame["y"].item()),
                 "decision": DECISIONS[decision.item()],
                 "length": length,
-                "returns": {a: returns[b, s, k].item() for k, a in enumerate(agents)},
+                "returns": {a: returns[k].item() for k, a in enumerate(agents)},
                 "graph_a_edges": str(edges[0]),
                 "graph_b_edges": str(edges[1]),
                 "transcript": "; ".join(transcript),

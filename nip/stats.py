@@ -6,6 +6,9 @@ import torch
 from tensordict import TensorDictBase
 from torch import Tensor
 
+from nip.operators import EPISODE_REWARD_KEY
+from nip.protocols.base import ACCEPT, CONTINUE, REJECT
+
 
 def _mean_std(values: Tensor) -> tuple[float, float]:
     if values.numel() == 0:
@@ -34,64 +37,75 @@ def _normalised_entropy(logits: Tensor) -> Tensor:
     return -(log_p.exp() * log_p).sum(-1) / math.log(logits.shape[-1])
 
 
-def episode_returns_at_ends(done: Tensor, reward: Tensor) -> Tensor:
-    """float ``[B, S, A]``: at each frame where an episode ends, its return within the batch.
+def outcome_stats(
+    decision: Tensor, y: Tensor, terminated: Tensor, prefix: str = ""
+) -> dict[str, float]:
+    """Accuracy and how episodes ended, one row per ended episode.
 
-    The cumulative reward at an episode's last frame minus the cumulative reward at the
-    previous episode end in the same environment row (zero elsewhere).
+    Parameters
+    ----------
+    decision : Tensor
+        long ``[E]``: the verifier's decision in the episode (0 reject, 1 accept, 2 none).
+    y : Tensor
+        long ``[E]``: 1 where accepting is right.
+    terminated : Tensor
+        bool ``[E]``: the episode ran out of rounds.
+    prefix : str
+        Prepended to every name.
+
+    Returns
+    -------
+    dict
+        ``mean_accuracy`` / ``std_accuracy`` (an episode is correct only when the verifier
+        decided and its decision equals the label), ``terminated_fraction``,
+        ``accept_fraction`` and ``reject_fraction`` (shares of episodes in which the
+        verifier decided so), ``isomorphic_fraction`` (share of episodes where accepting is
+        right; chance accuracy is the larger of it and its complement) and
+        ``num_episodes``.
     """
-    cumulative = reward.cumsum(1)  # [B, S, A]
-    end_cumulative = torch.where(done[..., None], cumulative, torch.zeros_like(cumulative))
-    previous_end = torch.cummax(
-        torch.where(done, torch.arange(done.shape[1], device=done.device), -1), dim=1
-    ).values  # index of the latest episode end at or before each frame, -1 if none
-    previous_end = torch.cat([torch.full_like(previous_end[:, :1], -1), previous_end[:, :-1]], 1)
-    start_cumulative = torch.where(
-        (previous_end >= 0)[..., None],
-        cumulative.gather(1, previous_end.clamp(min=0)[..., None].expand_as(cumulative)),
-        torch.zeros_like(cumulative),
-    )
-    return end_cumulative - start_cumulative
+    correct = (decision != CONTINUE) & (decision == y)
+    stats = {}
+    stats[f"{prefix}mean_accuracy"], stats[f"{prefix}std_accuracy"] = _mean_std(correct)
+    stats[f"{prefix}terminated_fraction"] = _mean_std(terminated)[0]
+    stats[f"{prefix}accept_fraction"] = _mean_std(decision == ACCEPT)[0]
+    stats[f"{prefix}reject_fraction"] = _mean_std(decision == REJECT)[0]
+    stats[f"{prefix}isomorphic_fraction"] = _mean_std(y == 1)[0]
+    stats[f"{prefix}num_episodes"] = float(decision.numel())
+    return stats
 
 
 def rollout_stats(
     rollouts: TensorDictBase,
     agent_names: tuple[str, ...],
-    verifier_index: int,
-    num_node_actions: int,
     prefix: str = "",
 ) -> dict[str, float]:
     """Episode, accuracy, reward, value and entropy statistics of a ``[env, time]`` batch.
 
-    An episode counts when it ends in the batch (``next.done``); its reward is summed over
-    its frames in this batch (an episode that began in the previous batch contributes the
-    frames it has here). Accuracy is the verifier's decision against the label at the
-    frames where episodes end (an episode that runs out of rounds counts as wrong).
+    An episode counts when it ends in the batch (``next.done``), whenever it began: its
+    return and the verifier's decision are episode state that the environment carries
+    across batches. Accuracy counts only decisions the verifier really took (see
+    :func:`outcome_stats`); an episode that ran out of rounds is wrong.
+    Values, advantages and targets are averaged over each agent's frames before it
+    finished.
 
     Parameters
     ----------
     rollouts : TensorDictBase
-        Collected data of batch shape ``[B, S]``.
+        Collected data of batch shape ``[B, S]`` from an environment wrapped with
+        :func:`nip.operators.add_episode_return`.
     agent_names : tuple of str
         Agent order of the agent dimension.
-    verifier_index : int
-        Index of the verifier whose decision ends episodes.
-    num_node_actions : int
-        ``C * P``: position of the decision in the packed action.
     prefix : str
         Prepended to every statistic's name (``test_`` for the test loop).
     """
-    stats: dict[str, float] = {}
     done = rollouts["next", "done"][..., 0]  # [B, S]
     reward = rollouts["next", "agents", "reward"][..., 0].float()  # [B, S, A]
-    action = rollouts["agents", "action"]
-    decision = action[..., verifier_index, num_node_actions]  # [B, S]
-    y = rollouts["y"]
-    correct = (decision == y)[done]
-    stats[f"{prefix}mean_accuracy"], stats[f"{prefix}std_accuracy"] = _mean_std(correct)
-    lengths = (rollouts["round"] + 1)[done]
+    decision = rollouts["next", "verifier_decision"][done]  # [E]
+    y = rollouts["y"][done]
+    stats = outcome_stats(decision, y, rollouts["next", "terminated"][..., 0][done], prefix)
+    correct = (decision != CONTINUE) & (decision == y)
+    lengths = rollouts["next", "round"][done]
     stats[f"{prefix}mean_episode_length"] = _mean_std(lengths)[0]
-    stats[f"{prefix}num_episodes"] = float(done.sum().item())
 
     datapoints = rollouts["datapoint_id"][done]
     if datapoints.numel():
@@ -101,7 +115,8 @@ def rollout_stats(
         stats[f"{prefix}std_datapoint_accuracy"] = std
         stats[f"{prefix}worst_datapoint_accuracy"] = per_datapoint.min().item()
 
-    episode_returns = episode_returns_at_ends(done, reward)[done]  # [E, A]
+    episode_returns = rollouts["next", *EPISODE_REWARD_KEY][..., 0][done].float()  # [E, A]
+    in_game = ~rollouts["agents", "agent_done"]  # [B, S, A]: the agent had not finished
 
     node_logits = rollouts.get(("agents", "main_message_logits"), None)
     decision_logits = rollouts.get(("agents", "decision_logits"), None)
@@ -118,12 +133,13 @@ def rollout_stats(
         stats[f"{p}mean_episode_reward"] = _mean_std(returns)[0]
         if returns.numel():
             stats[f"{p}worst_episode_reward"] = _grouped_mean(returns, datapoints).min().item()
+        playing = in_game[..., i]
         if value is not None:
-            stats[f"{p}mean_value"] = value[..., i, 0].mean().item()
+            stats[f"{p}mean_value"] = _mean_std(value[..., i, 0][playing])[0]
         if advantage is not None:
-            stats[f"{p}mean_advantage"] = advantage[..., i, 0].mean().item()
-        if target is not None and value is not None:
-            t, v = target[..., i, 0].flatten(), value[..., i, 0].flatten()
+            stats[f"{p}mean_advantage"] = _mean_std(advantage[..., i, 0][playing])[0]
+        if target is not None and value is not None and playing.any():
+            t, v = target[..., i, 0][playing], value[..., i, 0][playing]
             stats[f"{p}mean_value_target"] = t.mean().item()
             stats[f"{p}residual_critic_variance"] = (
                 (t - v).var(unbiased=False) / t.var(unbiased=False).clamp(min=1e-6)

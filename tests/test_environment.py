@@ -3,7 +3,7 @@
 import torch
 from torchrl.envs.utils import check_env_specs
 
-from nip.config.protocol import ProtocolConfig
+from nip.config.protocol import MultiProverProtocolConfig, ProtocolConfig
 from nip.protocols import build_protocol_handler
 from nip.scenarios.graph_iso.environment import GraphIsoEnvironment
 from tests.helpers import random_pairs
@@ -103,19 +103,53 @@ def test_env_state_round_trip():
     assert [env.reset()["datapoint_id"].tolist() for _ in range(5)] == expected
 
 
-def test_turn_masks_follow_the_protocol():
-    """The environment tells the policy which sampled actions will count next round."""
-    env = make_env(num_envs=3)
+def _masks_over_an_episode(params, num_rounds):
+    """The turn masks the environment shows in each round when nobody decides."""
+    env = make_env(num_envs=2, params=params)
     td = env.reset()
-    handler = env.protocol_handler
-    for round_ in range(4):
+    num_agents = env.num_agents
+    nodes, decisions = [], []
+    for round_ in range(num_rounds):
         assert (td["round"] == round_).all()
-        expected = handler.active_mask(td["round"], td["seed"])
-        assert torch.equal(td["agents", "node_active"], expected)
-        verifier_turn = handler.guess_mask(td["round"], td["seed"])
-        assert torch.equal(td["agents", "decision_active"][:, 1], verifier_turn)
-        assert not td["agents", "decision_active"][:, 0].any()
-        action = torch.zeros(3, 2, 2, dtype=torch.long)
-        action[..., 1] = 2  # everyone continues
+        nodes.append(td["agents", "node_active"][0].tolist())
+        decisions.append(td["agents", "decision_active"][0].tolist())
+        action = torch.zeros(2, num_agents, env.num_channels + 1, dtype=torch.long)
+        action[..., -1] = 2  # everyone continues
         td["agents", "action"] = action
         td = env.step(td)["next"]
+    return nodes, decisions
+
+
+def test_turn_masks_nip():
+    """Only actions that can have an effect count: the verifier's messages in its rounds
+    (0, 2, 4, 6), its decisions inside the decision window (rounds >= min - 1 = 2), the
+    prover's messages in rounds 1, 3, 5 but not in the final round 7, which nobody reads."""
+    nodes, decisions = _masks_over_an_episode(ProtocolConfig(), 8)
+    prover = [[r in (1, 3, 5)] for r in range(8)]
+    verifier = [[r in (0, 2, 4, 6)] for r in range(8)]
+    assert nodes == [[p, v] for p, v in zip(prover, verifier, strict=True)]
+    assert decisions == [[False, r in (2, 4, 6)] for r in range(8)]
+
+
+def test_turn_masks_debate():
+    params = MultiProverProtocolConfig(name="debate")
+    nodes, decisions = _masks_over_an_episode(params, 8)
+    for r in range(8):
+        prover_turn = r in (1, 3, 5)
+        verifier_turn = r in (0, 2, 4, 6)
+        assert nodes[r] == [
+            [prover_turn, False],
+            [False, prover_turn],
+            [verifier_turn, verifier_turn],
+        ]
+        assert decisions[r] == [False, False, r in (2, 4, 6)]
+
+
+def test_turn_masks_adp():
+    """ADP: the prover's one message counts; the verifier's message in the last round never
+    does, its decision always does."""
+    params = ProtocolConfig(name="adp", max_message_rounds=2, min_message_rounds=1)
+    params.verifier_first = False
+    nodes, decisions = _masks_over_an_episode(params, 2)
+    assert nodes == [[[True], [False]], [[False], [False]]]
+    assert decisions == [[False, False], [False, True]]

@@ -174,8 +174,12 @@ def test_stop_and_resume_is_exact(tmp_path):
     expected = read_metrics(tmp_path / "straight")
 
     run_experiment(tiny_hyper_params(cache, num_iterations=2), settings(tmp_path / "extended"))
+    first_test = read_metrics(tmp_path / "extended")[-1]
     run_experiment(tiny_hyper_params(cache, num_iterations=4), settings(tmp_path / "extended"))
-    assert read_metrics(tmp_path / "extended") == expected
+    # The extended run keeps the test of its first end, at iteration 2, and then continues
+    # exactly as the straight run.
+    assert first_test["iteration"] == 2 and "test_mean_accuracy" in first_test
+    assert read_metrics(tmp_path / "extended") == [*expected[:2], first_test, *expected[2:]]
 
     # A crash in the middle of iteration 3 (after its metrics line of iteration 2 was
     # written but before the checkpoint) loses nothing once resumed.
@@ -211,6 +215,24 @@ def test_changed_science_is_refused_and_keeps_checkpoint(tmp_path):
         run_experiment(changed, settings(tmp_path / "run"))
     assert checkpoint.read_bytes() == before
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == metrics_before
+
+
+def test_extending_an_annealed_run_is_refused(tmp_path):
+    """With anneal_lr the schedule depends on num_iterations: extending would raise the
+    learning rate again, so it is refused and the checkpoint is left as it was."""
+    run_experiment(
+        tiny_hyper_params(tmp_path / "cache", anneal_lr=True), settings(tmp_path / "run")
+    )
+    checkpoint = (tmp_path / "run" / "checkpoints" / "state.pt").read_bytes()
+    hp = tiny_hyper_params(tmp_path / "cache", anneal_lr=True, num_iterations=4)
+    with pytest.raises(NipCheckpointError, match="anneal_lr"):
+        run_experiment(hp, settings(tmp_path / "run"))
+    assert (tmp_path / "run" / "checkpoints" / "state.pt").read_bytes() == checkpoint
+    # Without annealing the same extension is fine.
+    run_experiment(tiny_hyper_params(tmp_path / "cache"), settings(tmp_path / "plain"))
+    run_experiment(
+        tiny_hyper_params(tmp_path / "cache", num_iterations=3), settings(tmp_path / "plain")
+    )
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
@@ -302,14 +324,13 @@ def test_rollout_samples_are_complete_episodes(tmp_path):
     samples = sample_episodes(
         data,
         trainer.protocol_handler,
-        trainer.num_node_actions,
         5,
         torch.Generator().manual_seed(0),
     )
     assert torch.equal(torch.get_rng_state(), before)
     assert 0 < len(samples) <= 5
     for s in samples:
-        assert s["decision"] in ("reject", "accept", "continue")
+        assert s["decision"] in ("reject", "accept", "none")
         # One message per round: the transcript names the speaker of every round.
         assert len(s["transcript"].split("; ")) == s["length"]
         assert s["transcript"].startswith("r0 verifier @main: ")

@@ -98,10 +98,14 @@ def test_zero_knowledge_nip_step():
     )
     # The policy's outputs are read, never written.
     assert torch.equal(node_logits, original[0]) and torch.equal(decision_logits, original[1])
+    # A verifier that has finished decides no more and earns nothing, nor do provers via it.
+    verifier_finished = agent_done[..., 1]
+    base_decision = decision[..., :2].clone()
+    base_decision[..., 1] = torch.where(verifier_finished, 2, base_decision[..., 1])
     ref = base.step(
         round=round_,
         seed=seed,
-        decision=decision[..., :2],
+        decision=base_decision,
         y=y,
         done=done,
         agent_done=agent_done[..., :2],
@@ -109,6 +113,7 @@ def test_zero_knowledge_nip_step():
     )
     verifier_active = base.active_mask(round_, seed)[..., 1, 0]
     adv_done = ((decision[..., 2] != 2) & verifier_active) | agent_done[..., 2]
+    ref_reward = torch.where(verifier_finished[..., None], 0.0, ref.reward)
     shared = (ref.agent_done[..., 1] & adv_done) | done
     assert torch.equal(out.agent_done[..., 1], ref.agent_done[..., 1])
     assert torch.equal(out.agent_done[..., 2], adv_done)
@@ -116,8 +121,8 @@ def test_zero_knowledge_nip_step():
     assert torch.equal(out.agent_done[..., 0], shared) and torch.equal(
         out.agent_done[..., 3], shared
     )
-    assert torch.equal(out.terminated, ref.terminated | ((round_ == 7) & ~shared))
-    torch.testing.assert_close(out.reward[..., 1], ref.reward[..., 1])
+    assert torch.equal(out.terminated, (round_ == 7) & ~shared)
+    torch.testing.assert_close(out.reward[..., 1], ref_reward[..., 1])
 
     msg_cos = F.cosine_similarity(
         F.softmax(node_logits[..., 2, 1, 0, :], -1),
@@ -130,13 +135,60 @@ def test_zero_knowledge_nip_step():
     sim = 0.342 * (msg_cos * verifier_active + dec_cos * verifier_active)
     torch.testing.assert_close(out.reward[..., 3], sim)
     torch.testing.assert_close(out.reward[..., 2], -sim)
-    torch.testing.assert_close(out.reward[..., 0], ref.reward[..., 0] + 0.123 * sim)
+    torch.testing.assert_close(out.reward[..., 0], ref_reward[..., 0] + 0.123 * sim)
 
 
 def test_decision_mask_includes_the_adversary():
+    """Both verifiers' decisions count in their rounds inside the window (round >= 2)."""
     handler = build_protocol_handler(zk("nip"))
-    mask = handler.decision_mask(torch.arange(4), torch.zeros(4, dtype=torch.long))
-    assert mask.tolist() == [[False, True, True, False], [False] * 4] * 2
+    mask = handler.decision_mask(torch.arange(6), torch.zeros(6, dtype=torch.long))
+    off, on = [False] * 4, [False, True, True, False]
+    assert mask.tolist() == [off, off, on, off, on, off]
+
+
+def test_verifier_that_decided_is_done():
+    """Zero-knowledge NIP, y = 1: the verifier accepts in round 2, tries to reject in round 4
+    (ignored: it has finished), and the adversary decides in round 4, ending the episode."""
+    from nip.scenarios.graph_iso.environment import GraphIsoEnvironment
+    from tests.helpers import random_pairs
+
+    handler = build_protocol_handler(zk("nip"))
+    env = GraphIsoEnvironment(random_pairs(4, 6), handler, 2, seed=0)
+    td = env.reset()
+    td["y"] = torch.ones(2, dtype=torch.long)
+    # Decisions (prover, verifier, adversary, simulator) per round; nodes are all 0.
+    script = {0: (2, 2, 2, 2), 1: (2, 2, 2, 2), 2: (2, 1, 2, 2), 3: (2, 2, 2, 2), 4: (2, 0, 1, 2)}
+    rows = []
+    for round_, decisions in script.items():
+        action = torch.zeros(2, 4, 3 + 1, dtype=torch.long)
+        action[..., -1] = torch.tensor(decisions)
+        td["agents", "action"] = action
+        node_active, decision_active = td["agents", "node_active"], td["agents", "decision_active"]
+        out = env.step(td)["next"]
+        rows.append(
+            {
+                "reward": out["agents", "reward"][0, :, 0].tolist(),
+                "verifier_done": out["agents", "agent_done"][0, 1].item(),
+                "done": out["done"][0, 0].item(),
+                "terminated": out["terminated"][0, 0].item(),
+                "decision": out["verifier_decision"][0].item(),
+                "verifier_acts": bool(node_active[0, 1].any() or decision_active[0, 1]),
+                # The verifier writes only in the standard block (channel 0).
+                "verifier_message": out["message"][0, 0].sum().item() if round_ % 2 == 0 else None,
+            }
+        )
+        td = out
+    rewards = [r["reward"] for r in rows]
+    assert [r[1] for r in rewards] == pytest.approx([0.05, 0.0, 1.0, 0.0, 0.0])
+    assert [r[0] for r in rewards] == [0.0, 0.0, 1.0, 0.0, 0.0]
+    assert [r["verifier_done"] for r in rows] == [False, False, True, True, True]
+    assert [r["done"] for r in rows] == [False] * 4 + [True]
+    assert not any(r["terminated"] for r in rows)
+    assert [r["decision"] for r in rows] == [2, 2, 1, 1, 1]
+    # It acts in rounds 0 and 2 (and would in 4, but it has finished by then) ...
+    assert [r["verifier_acts"] for r in rows] == [True, False, True, False, False]
+    # ... and after it has finished it sends nothing.
+    assert [r["verifier_message"] for r in rows] == [1.0, None, 1.0, None, 0.0]
 
 
 @pytest.mark.parametrize("name", list(PROTOCOLS))
@@ -165,4 +217,7 @@ def test_zero_knowledge_debate_resumes_exactly(tmp_path, small_datasets):
 
     straight = run(tmp_path / "straight", 3)
     run(tmp_path / "resumed", 1)
-    assert run(tmp_path / "resumed", 3) == straight
+    resumed = run(tmp_path / "resumed", 3)
+    # The first run's final test (at iteration 1) stays; training continues exactly.
+    assert resumed[1]["iteration"] == 1 and "test_mean_accuracy" in resumed[1]
+    assert resumed[:1] + resumed[2:] == straight

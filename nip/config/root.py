@@ -47,7 +47,14 @@ class HyperParameters:
 
 # Fields that may change between a run and its resumption without changing what is computed.
 RUNTIME_FIELDS = ("device", "logger", "checkpoint", "cache_dir")
-EXTENSIBLE_FIELDS = (("trainer", "num_iterations"), ("trainer", "num_test_passes"))
+# Fields that may change on resumption: the length of training (see the anneal_lr check in
+# the trainer) and how tests are run (each test line records whether it was greedy).
+EXTENSIBLE_FIELDS = (
+    ("trainer", "num_iterations"),
+    ("trainer", "num_test_passes"),
+    ("trainer", "test_interval"),
+    ("trainer", "test_greedy"),
+)
 
 # Group -> option name -> schema. Each schema is registered as ``<name>_schema`` in its group;
 # a YAML option file starts from one of them. Protocols share one schema unless they need more.
@@ -104,6 +111,7 @@ def validate_hyper_params(hp: HyperParameters) -> None:
         need(getattr(t, key) >= 1, f"trainer.{key} must be at least 1, got {getattr(t, key)}")
     need(t.lr >= 0, f"trainer.lr must be non-negative, got {t.lr}")
     need(t.num_test_passes >= 1, "trainer.num_test_passes must be at least 1")
+    need(t.test_interval >= 0, f"trainer.test_interval must be >= 0, got {t.test_interval}")
     need(t.num_normalization_frames >= 1, "trainer.num_normalization_frames must be >= 1")
     need(p.name in PROTOCOL_REGISTRY, f"unknown protocol.name {p.name!r}")
     build_protocol_handler(p)  # protocols with a fixed structure check their rounds

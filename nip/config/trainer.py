@@ -32,8 +32,14 @@ class PpoTrainerConfig:
     num_normalization_frames : int
         Frames of random-action rollouts used to estimate the normalisation statistics.
     num_test_passes : int
-        Passes over the test set in the final test; each pass plays one complete episode per
-        test pair.
+        Passes over the test set in each test; each pass plays one complete episode per test
+        pair, with freshly sampled actions.
+    test_interval : int
+        Also test every this many iterations during training (``test_`` lines in
+        ``metrics.jsonl`` tagged with the iteration); 0 tests only at the end.
+    test_greedy : bool
+        Test with every agent's most likely action instead of sampling actions as in
+        training (the default, and how the paper evaluates).
     use_shared_body : bool
         Share one body between each agent's policy and value heads.
     pretrain_agents : bool
@@ -55,6 +61,8 @@ class PpoTrainerConfig:
     normalize_observations: bool = True
     num_normalization_frames: int = 4096
     num_test_passes: int = 1
+    test_interval: int = 50
+    test_greedy: bool = False
     use_shared_body: bool = False
     pretrain_agents: bool = False
     pretrain_epochs: int = 10

@@ -29,12 +29,17 @@ class ProtocolStep(NamedTuple):
         bool ``[...]``: the episode ran out of rounds undecided.
     reward : Tensor
         float ``[..., agent]``.
+    verifier_decision : Tensor
+        long ``[...]``: the main verifier's decision that took effect in this step (``REJECT``
+        or ``ACCEPT``), or ``CONTINUE`` where it did not decide. Accuracy is read from here,
+        never from a sampled action the environment ignored.
     """
 
     shared_done: Tensor
     agent_done: Tensor
     terminated: Tensor
     reward: Tensor
+    verifier_decision: Tensor
 
 
 class ProtocolHandler(ABC):
@@ -129,11 +134,44 @@ class ProtocolHandler(ABC):
         """bool ``[...]``: the verifier is active this round, so its decision counts."""
         return self.active_mask(round, seed)[..., self.verifier_index, :].any(-1)
 
+    def decision_window(self, round: Tensor) -> Tensor:
+        """bool ``[...]``: a verifier's decision in this round can end its part of the game.
+
+        Before round ``min_message_rounds - 1`` a guess counts as "continue".
+        """
+        return round >= self.min_message_rounds - 1
+
     def decision_mask(self, round: Tensor, seed: Tensor) -> Tensor:
-        """bool ``[..., agent]``: whose sampled decision reaches the environment this round."""
+        """bool ``[..., agent]``: whose sampled decision reaches the environment this round.
+
+        The main verifier's, in rounds where it is active and inside the decision window.
+        """
         mask = torch.zeros((*round.shape, self.num_agents), dtype=torch.bool, device=round.device)
-        mask[..., self.verifier_index] = self.guess_mask(round, seed)
+        mask[..., self.verifier_index] = self.guess_mask(round, seed) & self.decision_window(round)
         return mask
+
+    def turn_masks(self, round: Tensor, seed: Tensor, agent_done: Tensor) -> tuple[Tensor, Tensor]:
+        """Which of the actions sampled for ``round`` can have an effect.
+
+        Parameters
+        ----------
+        round, seed : Tensor
+            long ``[...]``.
+        agent_done : Tensor
+            bool ``[..., agent]``: agents that have finished (they act no more).
+
+        Returns
+        -------
+        node_active : Tensor
+            bool ``[..., agent, channel]``: the agent's message there will be read. A message
+            sent in the last round never is: the episode ends with it.
+        decision_active : Tensor
+            bool ``[..., agent]``: the agent's decision can end its part of the game.
+        """
+        readable = (round < self.max_message_rounds - 1)[..., None, None]
+        node_active = self.active_mask(round, seed) & readable & ~agent_done[..., None]
+        decision_active = self.decision_mask(round, seed) & ~agent_done
+        return node_active, decision_active
 
     # -- step rules ----------------------------------------------------------------------
     def step(
@@ -178,7 +216,7 @@ class ProtocolHandler(ABC):
         elif p.force_guess == "y":
             d = y.long()
         guess_mask = self.guess_mask(round, seed)
-        decided = guess_mask & (d != CONTINUE) & (round >= self.min_message_rounds - 1)
+        decided = guess_mask & (d != CONTINUE) & self.decision_window(round)
         shared_done = done | decided
         correct = d == y
         zero = torch.zeros(round.shape, dtype=torch.float32, device=round.device)
@@ -193,7 +231,8 @@ class ProtocolHandler(ABC):
         r_v = torch.where(guess_mask & ~shared_done & ~terminated, p.verifier_no_guess_reward, r_v)
         reward = self.prover_rewards(r_v, decided, d)
         agent_done = agent_done | shared_done.unsqueeze(-1)
-        return ProtocolStep(shared_done, agent_done, terminated, reward)
+        verifier_decision = torch.where(decided, d, torch.full_like(d, CONTINUE))
+        return ProtocolStep(shared_done, agent_done, terminated, reward, verifier_decision)
 
     def prover_rewards(self, verifier_reward: Tensor, decided: Tensor, decision: Tensor) -> Tensor:
         """float ``[..., agent]``: every agent's reward given the verifier's.

@@ -88,7 +88,7 @@ class ZeroKnowledgeProtocol(ProtocolHandler):
 
     def decision_mask(self, round: Tensor, seed: Tensor) -> Tensor:  # noqa: D102
         mask = torch.zeros((*round.shape, self.num_agents), dtype=torch.bool, device=round.device)
-        guess = self.guess_mask(round, seed)
+        guess = self.guess_mask(round, seed) & self.decision_window(round)
         mask[..., self.base.verifier_index] = guess
         mask[..., self._adversary] = guess
         return mask
@@ -109,7 +109,9 @@ class ZeroKnowledgeProtocol(ProtocolHandler):
         """The base step for the base agents, plus the adversary's and simulator's rules.
 
         The episode ends when both the verifier and the adversarial verifier have finished,
-        or when the rounds run out.
+        or when the rounds run out. A verifier that has decided is finished: it decides no
+        more, and neither it nor the provers receive rewards through it, while the
+        adversarial verifier and the simulator play on.
         The simulator's reward is ``zk_simulator_reward_coefficient`` times the sum of two
         cosine similarities with the adversarial verifier: of their message distributions
         (in rounds and channels where the adversary speaks) and of their decision
@@ -118,18 +120,29 @@ class ZeroKnowledgeProtocol(ProtocolHandler):
         """
         a0, v = self.base.num_agents, self.base.verifier_index
         adv, sim = self._adversary, self._simulator
+        verifier_finished = agent_done[..., v]
+        base_decision = decision[..., :a0].clone()
+        base_decision[..., v] = torch.where(
+            verifier_finished, torch.full_like(base_decision[..., v], CONTINUE), decision[..., v]
+        )
         base = self.base.step(
             round=round,
             seed=seed,
-            decision=decision[..., :a0],
+            decision=base_decision,
             y=y,
             done=done,
             agent_done=agent_done[..., :a0],
             terminated=terminated,
         )
+        base_reward = torch.where(
+            verifier_finished[..., None], torch.zeros_like(base.reward), base.reward
+        )
         guess = self.guess_mask(round, seed)
         adv_decided = (
-            guess & (decision[..., adv] != CONTINUE) & (round >= self.min_message_rounds - 1)
+            guess
+            & (decision[..., adv] != CONTINUE)
+            & self.decision_window(round)
+            & ~agent_done[..., adv]
         )
         adv_done = adv_decided | agent_done[..., adv]
         shared_done = (base.agent_done[..., v] & adv_done) | done
@@ -139,8 +152,8 @@ class ZeroKnowledgeProtocol(ProtocolHandler):
 
         similarity = self._similarity(round, seed, node_logits, decision_logits, guess)
         coefficient = self.params.zk_simulator_reward_coefficient
-        new_agents = base.reward.new_zeros((*base.reward.shape[:-1], 2))
-        reward = torch.cat([base.reward, new_agents], dim=-1)
+        new_agents = base_reward.new_zeros((*base_reward.shape[:-1], 2))
+        reward = torch.cat([base_reward, new_agents], dim=-1)
         sim_reward = coefficient * similarity
         extra = torch.zeros_like(reward)
         extra[..., sim] = sim_reward
@@ -149,10 +162,13 @@ class ZeroKnowledgeProtocol(ProtocolHandler):
             extra[..., self.agent_names.index(name)] = (
                 self.params.zk_aux_prover_reward_coefficient * sim_reward
             )
-        # The rounds run out for everyone: an episode whose verifier decided in the last round
-        # while the adversary did not still ends (the base rule only watches the verifier).
-        terminated = base.terminated | ((round >= self.max_message_rounds - 1) & ~shared_done)
-        return ProtocolStep(shared_done, new_done, terminated, reward + extra)
+        # The episode ran out of rounds when the last round passes without both verifiers
+        # having finished (the base rule only watches the verifier, and would also flag a
+        # verifier that finished earlier).
+        terminated = terminated | ((round >= self.max_message_rounds - 1) & ~shared_done)
+        return ProtocolStep(
+            shared_done, new_done, terminated, reward + extra, base.verifier_decision
+        )
 
     def _similarity(
         self,

@@ -40,6 +40,7 @@ from nip.metrics import MetricsFile
 from nip.operators import (
     NORMALIZED_KEYS,
     VALUE_KEY,
+    add_episode_return,
     add_observation_norm,
     build_policy_operator,
     build_value_operator,
@@ -51,7 +52,7 @@ from nip.stats import rollout_stats
 from nip.trainers.param_freezer import ParamGroupFreezer
 from nip.trainers.pretraining import pretrain_policy_bodies
 from nip.trainers.trainer_base import Trainer, TrainerState, attach_progress_bar
-from nip.utils.seeding import derive_seed, set_global_seed
+from nip.utils.seeding import derive_seed, fork_rng, set_global_seed
 
 
 class CheckpointNotFoundError(FileNotFoundError):
@@ -87,11 +88,9 @@ class TensorDictRlTrainer(Trainer):
         self.num_agents = len(self.agent_names)
         self.max_message_rounds = self.protocol_handler.max_message_rounds
         self.device = settings.device
-        self.train_environment = scenario_instance.train_environment
-        self.test_environment = scenario_instance.test_environment
-        self.num_node_actions = (
-            self.protocol_handler.num_channels * hyper_params.scenario.message_size
-        )
+        # Both environments keep every agent's return over whole episodes (RewardSum).
+        self.train_environment = add_episode_return(scenario_instance.train_environment)
+        self.test_environment = add_episode_return(scenario_instance.test_environment)
         self.metrics = MetricsFile(settings.run_dir / "metrics.jsonl")
         self._checkpoint: dict[str, Any] | None = None
         self.train_collector: Collector | None = None
@@ -137,15 +136,15 @@ class TensorDictRlTrainer(Trainer):
 
     # -- building --------------------------------------------------------------------------
     def _add_normalization_transforms(self) -> None:
-        """Wrap both environments in observation normalisation of ``x`` and ``message``.
+        """Add observation normalisation of ``x`` and ``message`` to both environments.
 
         The statistics are placeholders (identity) until :meth:`_initialise_state` estimates
         them or a checkpoint restores them; the test environment shares the training
         statistics so agents see identically scaled inputs in training and test.
         """
         self.observation_norms: dict[str, list[ObservationNorm]] = {k: [] for k in NORMALIZED_KEYS}
-        self.train_environment, train_norms = add_observation_norm(self.train_environment)
-        self.test_environment, test_norms = add_observation_norm(self.test_environment)
+        train_norms = add_observation_norm(self.train_environment)
+        test_norms = add_observation_norm(self.test_environment)
         for key in NORMALIZED_KEYS:
             self.observation_norms[key] = [train_norms[key], test_norms[key]]
 
@@ -313,6 +312,15 @@ class TensorDictRlTrainer(Trainer):
         state = self._load_state_dict_from_active_run_checkpoint()
         self._check_same_science(state)
         t = self.hyper_params.trainer
+        stored_iterations = state["hyper_params"]["trainer"]["num_iterations"]
+        if t.anneal_lr and state["iteration"] > 0 and stored_iterations != t.num_iterations:
+            raise NipCheckpointError(
+                f"trainer.anneal_lr=true decays the learning rate to zero over the "
+                f"trainer.num_iterations={stored_iterations} of the run in "
+                f"{self.settings.run_dir}; changing it to {t.num_iterations} would jump the "
+                f"learning rate; start a new run directory with base_run.run_id="
+                f"{self.settings.run_dir} to continue from these agents"
+            )
         if state["iteration"] > t.num_iterations:
             raise NipCheckpointError(
                 f"the checkpoint in {self.checkpoint_base_dir} has completed "
@@ -486,12 +494,10 @@ class TensorDictRlTrainer(Trainer):
         log = self.settings.logger
         if self.state.iteration == t.num_iterations and self.state.tested:
             log.info(f"the run in {self.settings.run_dir} is already complete")
-            plot_metrics(
-                self.metrics.path, self.settings.run_dir / "training_curves.png", self.agent_names
-            )
+            self._plot()
             return
-        # Lines after the checkpoint's iteration come from work that will be redone.
-        self.metrics.truncate(self.state.iteration)
+        # Lines after the checkpoint come from work that will be redone (test lines too).
+        self.metrics.truncate(self._checkpoint["metrics_lines"] if self._checkpoint else 0)
         if self._checkpoint is None:
             self._pretrain_agents()
         self.train_collector, _ = self._get_data_collectors()
@@ -507,21 +513,47 @@ class TensorDictRlTrainer(Trainer):
                 with contextlib.ExitStack() as stack:
                     self._build_train_context(stack)
                     self._run_train_loop()
-            with contextlib.ExitStack() as stack:
-                self._build_test_context(stack)
-                test_stats = self._run_test_loop()
-            self.metrics.append({"iteration": self.state.iteration, **test_stats})
-            if self.settings.wandb_run is not None:
-                self.settings.wandb_run.summary.update(test_stats)
+            test_stats = self._test_and_log()
             self.state.tested = True
             self.save_checkpoint()
         finally:
             self.train_collector.shutdown()
+        if self.settings.wandb_run is not None:
+            self.settings.wandb_run.summary.update(test_stats)
+        self._plot()
+        log.info(self._summary(test_stats))
+
+    def _plot(self) -> None:
         plot_metrics(
             self.metrics.path, self.settings.run_dir / "training_curves.png", self.agent_names
         )
-        log.info(
-            f"test accuracy {test_stats['test_mean_accuracy']:.3f}; outputs in {self.settings.run_dir}"
+
+    def _test_and_log(self) -> dict[str, float]:
+        """Run the test loop on the current agents; append its line to the metrics (and W&B).
+
+        The line is tagged with the number of completed training iterations. The test draws
+        only from generators of its own, so training continues exactly as without it.
+        """
+        with contextlib.ExitStack() as stack:
+            self._build_test_context(stack)
+            test_stats = self._run_test_loop()
+        row = {"iteration": self.state.iteration, **test_stats}
+        self.metrics.append(row)
+        if self.settings.wandb_run is not None:
+            self.settings.wandb_run.log(row, step=self.state.iteration)
+        return test_stats
+
+    def _summary(self, test_stats: dict[str, float]) -> str:
+        """One line for the end of the run: test accuracy against chance, and outcomes."""
+        iso = test_stats.get("test_isomorphic_fraction", 0.5)
+        return (
+            f"test accuracy {test_stats['test_mean_accuracy']:.3f} "
+            f"(chance {max(iso, 1 - iso):.3f}: always answering the majority label); "
+            f"ran out of rounds {test_stats['test_terminated_fraction']:.3f}, "
+            f"accepted {test_stats['test_accept_fraction']:.3f}, "
+            f"rejected {test_stats['test_reject_fraction']:.3f}; "
+            f"mean episode length {test_stats['test_mean_episode_length']:.2f} rounds; "
+            f"outputs in {self.settings.run_dir}"
         )
 
     def _pretrain_agents(self) -> None:
@@ -625,6 +657,14 @@ class TensorDictRlTrainer(Trainer):
                 self.settings.wandb_run.log(stats, step=iteration)
                 self._log_rollout_samples(data, iteration)
             self.state.iteration += 1
+            # A test during training comes before the checkpoint, so the checkpoint's count
+            # of metrics lines includes it and a resumed run never repeats or loses it.
+            if (
+                t.test_interval
+                and self.state.iteration % t.test_interval == 0
+                and self.state.iteration < t.num_iterations
+            ):
+                self._test_and_log()
             if (
                 self.state.iteration % self.hyper_params.checkpoint.interval == 0
                 or self.state.iteration == t.num_iterations
@@ -675,7 +715,6 @@ class TensorDictRlTrainer(Trainer):
         samples = sample_episodes(
             data,
             self.protocol_handler,
-            self.num_node_actions,
             self.hyper_params.logger.num_rollout_samples,
             generator,
         )
@@ -713,13 +752,7 @@ class TensorDictRlTrainer(Trainer):
         train: bool = True,
     ) -> dict[str, float]:
         """Statistics of a batch of rollouts (and of the losses) as a flat dict of floats."""
-        stats = rollout_stats(
-            rollouts,
-            self.agent_names,
-            self.protocol_handler.verifier_index,
-            self.num_node_actions,
-            prefix="" if train else "test_",
-        )
+        stats = rollout_stats(rollouts, self.agent_names, prefix="" if train else "test_")
         if mean_loss_vals is not None:
             for key, value in mean_loss_vals.items():
                 if key == "agents":
@@ -735,30 +768,35 @@ class TensorDictRlTrainer(Trainer):
 
     @attach_progress_bar(lambda self: self.hyper_params.trainer.num_test_passes)
     def _run_test_loop(self, iteration_context) -> dict[str, float]:
-        """One episode per test pair and pass; accuracy overall, by label and by WL score."""
+        """One episode per test pair and pass; accuracy overall, by label and by WL score.
+
+        Agents sample their actions as in training (``trainer.test_greedy`` plays the most
+        likely actions instead). The sampling is seeded from the experiment seed, the same
+        at every test, so the figures are a function of the agents alone; passes after the
+        first draw new samples. The global generators are restored afterwards.
+        """
         t = self.hyper_params.trainer
         dataset = self.scenario_instance.test_dataset
-        env = self.test_environment
         base = self.scenario_instance.test_environment
-        with torch.random.fork_rng(devices=[]):
+        with fork_rng(self.device):
             torch.manual_seed(derive_seed(self.hyper_params.seed, "test"))
-            # The test is a function of the agents alone, not of how often it ran before.
             base.cycler.restart()
             base.set_seed(derive_seed(self.hyper_params.seed, "test_environment"))
             results = []
             for _ in range(t.num_test_passes):
                 results.append(
                     run_episodes(
-                        env,
+                        self.test_environment,
                         self.policy_operator,
                         len(dataset),
-                        self.protocol_handler.verifier_index,
-                        self.num_node_actions,
+                        greedy=t.test_greedy,
                     )
                 )
                 iteration_context.step()
         merged = EpisodeResults.concatenate(results)
-        return episode_stats(merged, self.agent_names, dataset.wl_score, prefix="test_")
+        stats = episode_stats(merged, self.agent_names, dataset.wl_score, prefix="test_")
+        stats["test_greedy"] = t.test_greedy
+        return stats
 
 
 def resident_memory_mb() -> float:

@@ -29,3 +29,19 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     return generator
+
+
+def fork_rng(device: torch.device | str):
+    """A context in which the global generators of the CPU and of ``device`` may be used
+    freely: their states are restored on exit, so the streams outside do not move.
+
+    Parameters
+    ----------
+    device : torch.device or str
+        The device the work runs on; a CUDA device's generator is forked too.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.random.fork_rng(devices=[index], device_type="cuda")
+    return torch.random.fork_rng(devices=[])

@@ -544,20 +544,26 @@ class CombinedPolicy(_CombinedBase):
 
         Everyone is restricted to existing nodes. In each channel, a prover must answer in
         the graph opposite to the one holding that channel's most recent message: graph B
-        if last round's message there has any mass in graph A, else graph A (also in round
-        0). Channels are separate conversations (e.g. with the verifier and with the
-        adversarial verifier under zero knowledge), so each gets its own rule.
+        if the latest non-empty round of the channel has any mass in graph A, else graph A
+        (also when the channel is still empty). The latest non-empty round, not simply the
+        previous round: with sequential debate or MNIP the previous round belongs to the
+        other prover, who wrote in its own channel. Channels are separate conversations
+        (e.g. with the verifier and with the adversarial verifier under zero knowledge), so
+        each gets its own rule.
         """
         b = round.shape[0]
         num_visible = len(self._vis_index(a))
         flat_mask = node_mask.reshape(b, 1, -1)
         if not self.is_prover[a]:
             return flat_mask.expand(b, num_visible, flat_mask.shape[-1])
-        prev = (round - 1).clamp(min=0)
-        last = message_history[torch.arange(b, device=round.device), prev]  # [B, C, P, 2, N]
-        last = self._select_channels(a, last, 1)  # [B, Cv, P, 2, N]
-        mass_a = last[..., 0, :].sum((-1, -2))  # [B, Cv]
-        pick_b = (mass_a > 0) & (round > 0)[:, None]
+        history = self._select_channels(a, message_history, 2)  # [B, T, Cv, P, 2, N]
+        per_graph = history.sum(dim=(3, 5))  # [B, T, Cv, 2]
+        steps = torch.arange(history.shape[1], device=round.device)
+        earlier = (steps[None, :] < round[:, None])[..., None]  # [B, T, 1]
+        nonempty = (per_graph.sum(-1) != 0) & earlier  # [B, T, Cv]
+        latest = torch.where(nonempty, steps[None, :, None], -1).amax(1)  # [B, Cv]
+        mass_a = per_graph[..., 0].gather(1, latest.clamp(min=0)[:, None]).squeeze(1)  # [B, Cv]
+        pick_b = (latest >= 0) & (mass_a > 0)
         graph_ok = torch.stack([~pick_b, pick_b], dim=-1)  # [B, Cv, 2]
         return (graph_ok.unsqueeze(-1) & node_mask.unsqueeze(1)).reshape(b, num_visible, -1)
 

@@ -13,7 +13,7 @@ from torch import Tensor
 from torchrl.data import Bounded, Categorical, Composite, MultiCategorical, Unbounded
 from torchrl.envs import EnvBase
 
-from nip.protocols.base import ProtocolHandler
+from nip.protocols.base import CONTINUE, ProtocolHandler
 from nip.scenarios.graph_iso.dataset import GraphPairDataset
 from nip.utils.seeding import make_generator
 
@@ -161,6 +161,9 @@ class GraphIsoEnvironment(EnvBase):
             datapoint_id=Bounded(
                 0, self.dataset_size - 1, shape=(B,), dtype=torch.long, device=dev
             ),
+            # The main verifier's decision in this episode so far: 0 reject, 1 accept, 2 none
+            # yet. Episode state (not read by the agents) from which accuracy is computed.
+            verifier_decision=Bounded(0, 2, shape=(B,), dtype=torch.long, device=dev),
             agents=Composite(
                 node_active=Categorical(2, shape=(B, A, C), dtype=torch.bool, device=dev),
                 decision_active=Categorical(2, shape=(B, A), dtype=torch.bool, device=dev),
@@ -203,8 +206,15 @@ class GraphIsoEnvironment(EnvBase):
         node_selected = action[..., : C * P].reshape(B, A, C, P)
         decision = action[..., C * P]
 
+        done_in = tensordict.get("done", None)
+        terminated_in = tensordict.get("terminated", None)
+        done_in = torch.zeros_like(round_, dtype=torch.bool) if done_in is None else done_in[:, 0]
+        terminated_in = torch.zeros_like(done_in) if terminated_in is None else terminated_in[:, 0]
+        agent_done_in = tensordict.get(("agents", "agent_done"), done_in[:, None].expand(B, A))
+
         # The message of this round: the sum of the active agents' one-hot node choices.
-        active = self.protocol_handler.active_mask(round_, seed)  # [B, A, C]
+        # An agent that has finished (zero knowledge: the verifier after deciding) is silent.
+        active = self.protocol_handler.active_mask(round_, seed) & ~agent_done_in[..., None]
         one_hot = F.one_hot(node_selected, 2 * self.max_nodes).to(torch.float32)
         one_hot = one_hot * active[..., None, None]
         message = one_hot.sum(1).reshape(B, *self.message_shape)
@@ -212,22 +222,25 @@ class GraphIsoEnvironment(EnvBase):
         rows = torch.arange(B, device=self.device)
         history[rows, round_.clamp(max=self.num_rounds - 1)] = message
 
-        done_in = tensordict.get("done", None)
-        terminated_in = tensordict.get("terminated", None)
-        done_in = torch.zeros_like(round_, dtype=torch.bool) if done_in is None else done_in[:, 0]
-        terminated_in = torch.zeros_like(done_in) if terminated_in is None else terminated_in[:, 0]
         step = self.protocol_handler.step(
             round=round_,
             seed=seed,
             decision=decision,
             y=tensordict["y"],
             done=done_in,
-            agent_done=tensordict.get(("agents", "agent_done"), done_in[:, None].expand(B, A)),
+            agent_done=agent_done_in,
             terminated=terminated_in,
             node_logits=tensordict.get(("agents", "main_message_logits"), None),
             decision_logits=tensordict.get(("agents", "decision_logits"), None),
         )
         done = step.shared_done | step.terminated
+        agent_done = step.agent_done | done[:, None]
+        decision_in = tensordict.get("verifier_decision", None)
+        if decision_in is None:
+            decision_in = torch.full_like(round_, CONTINUE)
+        verifier_decision = torch.where(
+            step.verifier_decision != CONTINUE, step.verifier_decision, decision_in
+        )
         return TensorDict(
             {
                 "round": round_ + 1,
@@ -239,13 +252,14 @@ class GraphIsoEnvironment(EnvBase):
                 "node_mask": tensordict["node_mask"],
                 "y": tensordict["y"],
                 "datapoint_id": tensordict["datapoint_id"],
+                "verifier_decision": verifier_decision,
                 "done": done[:, None],
                 "terminated": step.terminated[:, None],
                 "agents": TensorDict(
                     {
                         "reward": step.reward[..., None],
-                        "agent_done": step.agent_done | done[:, None],
-                        **self._turn_masks(round_ + 1, seed),
+                        "agent_done": agent_done,
+                        **self._turn_masks(round_ + 1, seed, agent_done),
                     },
                     batch_size=(B, A),
                     device=self.device,
@@ -269,6 +283,7 @@ class GraphIsoEnvironment(EnvBase):
         seed = torch.zeros(B, dtype=torch.long, device=dev)
         seed[rows] = torch.randint(0, EPISODE_SEED_HIGH, (n,), generator=self._rng).to(dev)
         zeros = torch.zeros(B, T, *self.message_shape, device=dev)
+        no_one_done = torch.zeros(B, self.num_agents, dtype=torch.bool, device=dev)
         return TensorDict(
             {
                 "round": torch.zeros(B, dtype=torch.long, device=dev),
@@ -280,12 +295,15 @@ class GraphIsoEnvironment(EnvBase):
                 "node_mask": self._node_mask[ids],
                 "y": self._y[ids],
                 "datapoint_id": ids,
+                "verifier_decision": torch.full((B,), CONTINUE, dtype=torch.long, device=dev),
                 "done": torch.zeros(B, 1, dtype=torch.bool, device=dev),
                 "terminated": torch.zeros(B, 1, dtype=torch.bool, device=dev),
                 "agents": TensorDict(
                     {
-                        "agent_done": torch.zeros(B, self.num_agents, dtype=torch.bool, device=dev),
-                        **self._turn_masks(torch.zeros(B, dtype=torch.long, device=dev), seed),
+                        "agent_done": no_one_done,
+                        **self._turn_masks(
+                            torch.zeros(B, dtype=torch.long, device=dev), seed, no_one_done
+                        ),
                     },
                     batch_size=(B, self.num_agents),
                     device=dev,
@@ -295,18 +313,15 @@ class GraphIsoEnvironment(EnvBase):
             device=dev,
         )
 
-    def _turn_masks(self, round_: Tensor, seed: Tensor) -> dict[str, Tensor]:
-        """Which sampled actions will reach the environment in ``round_``.
+    def _turn_masks(self, round_: Tensor, seed: Tensor, agent_done: Tensor) -> dict[str, Tensor]:
+        """Which sampled actions of ``round_`` can have an effect (see
+        :meth:`ProtocolHandler.turn_masks`).
 
-        ``node_active`` bool ``[B, A, C]``: the agent sends a message in that channel;
-        ``decision_active`` bool ``[B, A]``: the agent's decision can end the episode (the
-        main verifier, in rounds where it is active).
+        ``node_active`` bool ``[B, A, C]``: the agent's message in that channel will be read;
+        ``decision_active`` bool ``[B, A]``: the agent's decision can end its part of the game.
         """
-        handler = self.protocol_handler
-        return {
-            "node_active": handler.active_mask(round_, seed),
-            "decision_active": handler.decision_mask(round_, seed),
-        }
+        node_active, decision_active = self.protocol_handler.turn_masks(round_, seed, agent_done)
+        return {"node_active": node_active, "decision_active": decision_active}
 
     def _set_seed(self, seed: int | None) -> None:
         if seed is not None:

@@ -259,6 +259,29 @@ def test_prover_ignores_messages_in_channels_it_cannot_see():
     assert _prover_allowed_graphs(policy, obs).tolist() == [[True, False], [False, True]]
 
 
+@pytest.mark.parametrize("name", ["debate", "mnip"])
+def test_second_sequential_prover_answers_the_latest_message_in_its_channel(name):
+    """Sequential turns, verifier first: the verifier writes both channels in round 0,
+    prover0 its channel in round 1, and prover1 answers in round 2. The latest message in
+    prover1's channel is the verifier's of round 0 (round 1 there is empty), so prover1
+    answers in the graph opposite to that one, graph B when it was in graph A."""
+    from nip.config.protocol import MultiProverProtocolConfig
+
+    handler = build_protocol_handler(MultiProverProtocolConfig(name=name, sequential=True))
+    scenario = tiny_scenario()
+    policy, _ = build_combined_agents(handler, scenario, N, seed=6, use_shared_body=False)
+    obs = make_obs((2,), handler, scenario.message_size, round=2)
+    history = torch.zeros_like(obs["message_history"])  # [B, T, C, P, 2, N]
+    history[0, 0, :, 0, 0, 1] = 1.0  # row 0: the verifier wrote in graph A in both channels
+    history[1, 0, :, 0, 1, 2] = 1.0  # row 1: ... in graph B
+    history[:, 1, 0, 0, 1, 0] = 1.0  # prover0 answered in graph B in its own channel
+    obs["message_history"] = history
+    logits, _ = run_policy(policy, obs)
+    prover1 = handler.agent_names.index("prover1")
+    allowed = logits[:, prover1, 1, 0] > MASKED_LOGIT / 2  # [B, 2N] in prover1's channel
+    assert allowed.view(2, 2, N).any(-1).tolist() == [[False, True], [True, False]]
+
+
 # ------------------------------------------------------------------------------------------
 # Symmetry and attention mask
 # ------------------------------------------------------------------------------------------

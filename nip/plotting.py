@@ -9,6 +9,9 @@ matplotlib.use("Agg")  # runs on clusters without a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+# Shares live in [0, 1]; the margin keeps curves at exactly 0 or 1 visible.
+SHARE_LIMITS = (-0.03, 1.03)
+
 
 def _read_rows(metrics_path: Path) -> list[dict]:
     path = Path(metrics_path)
@@ -49,14 +52,19 @@ def metrics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Figure |
     if fractions:
         share = sum(fractions) / len(fractions)
         ax_acc.axhline(max(share, 1 - share), ls="--", color="gray", label="chance")
-    ax_acc.set(xlabel="iteration", ylabel="verifier accuracy", ylim=(0, 1), title="Accuracy")
+    ax_acc.set(xlabel="iteration", ylabel="verifier accuracy", ylim=SHARE_LIMITS, title="Accuracy")
     ax_acc.legend()
 
     ax_end.plot(*_series(train, "terminated_fraction"), label="ran out of rounds", color="C1")
     ax_end.plot(*_series(train, "accept_fraction"), label="accepted", color="C2")
     if test:
-        ax_end.plot(*_series(test, "test_terminated_fraction"), "o--", color="C1", label="test")
-    ax_end.set(xlabel="iteration", ylabel="share of episodes", ylim=(0, 1), title="Outcomes")
+        ax_end.plot(
+            *_series(test, "test_terminated_fraction"),
+            "o--",
+            color="C1",
+            label="ran out of rounds (test)",
+        )
+    ax_end.set(xlabel="iteration", ylabel="share of episodes", ylim=SHARE_LIMITS, title="Outcomes")
     ax_end.legend()
 
     for i, agent in enumerate(agent_names):

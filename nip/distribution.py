@@ -27,6 +27,9 @@ class AgentsActionDistribution(Distribution):
         bool ``[*B, A, C]``: the agent's node choice in that channel reaches the environment.
     decision_active : Tensor
         bool ``[*B, A]``: the agent's decision reaches the environment.
+    mask_actions : bool
+        Use the two masks (the default). ``False`` counts every sampled action, as the
+        original code does (for comparisons).
 
     Notes
     -----
@@ -43,7 +46,11 @@ class AgentsActionDistribution(Distribution):
         decision_logits: Tensor,
         node_active: Tensor,
         decision_active: Tensor,
+        mask_actions: bool = True,
     ):
+        if not mask_actions:
+            node_active = torch.ones_like(node_active)
+            decision_active = torch.ones_like(decision_active)
         self.node_logits = node_logits
         self.decision_logits = decision_logits
         self.node_log_probs = F.log_softmax(node_logits, dim=-1)

@@ -19,13 +19,16 @@ REWARD_KEY = ("agents", "reward")
 EPISODE_REWARD_KEY = ("agents", "episode_reward")
 
 
-def build_policy_operator(combined_policy: nn.Module) -> ProbabilisticActor:
+def build_policy_operator(
+    combined_policy: nn.Module, mask_ineffective_actions: bool = True
+) -> ProbabilisticActor:
     """A probabilistic actor sampling every agent's packed action ``("agents", "action")``.
 
     The turn masks ``("agents", "node_active")`` and ``("agents", "decision_active")`` come
     from the environment's observation.
     The log-probability ``("agents", "sample_log_prob")`` is ``[..., A]``: one joint value per
-    agent over the actions that reach the environment.
+    agent over the actions that can have an effect (over all sampled actions if
+    ``mask_ineffective_actions`` is false).
     """
     module = TensorDictModule(combined_policy, in_keys=POLICY_IN_KEYS, out_keys=POLICY_OUT_KEYS)
     return ProbabilisticActor(
@@ -38,6 +41,7 @@ def build_policy_operator(combined_policy: nn.Module) -> ProbabilisticActor:
         },
         out_keys=[("agents", "action")],
         distribution_class=AgentsActionDistribution,
+        distribution_kwargs={"mask_actions": mask_ineffective_actions},
         return_log_prob=True,
         log_prob_key=("agents", "sample_log_prob"),
     )

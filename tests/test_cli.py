@@ -96,6 +96,37 @@ def test_evaluate_original_format_file(finished_run, tmp_path):
     assert "accuracy:" in result.stdout
 
 
+def test_evaluate_samples_with_its_seed(finished_run, tmp_path):
+    """The same seed gives the same figures, another seed others; greedy play is recorded
+    and does not depend on the seed."""
+    from nip.evaluate import DatasetArgs, EvaluateArgs, evaluate
+    from nip.scenarios.graph_iso.dataset import save_pairs_file
+    from tests.helpers import random_pairs
+
+    path = tmp_path / "pairs.pt"
+    save_pairs_file(random_pairs(60, 8, seed=4), path)
+    run_dir, _ = finished_run
+
+    def report(**changes):
+        args = EvaluateArgs(
+            checkpoint=str(run_dir),
+            dataset=DatasetArgs(path=str(path)),
+            device="cpu",
+            output=str(tmp_path / "out.json"),
+            **changes,
+        )
+        out = evaluate(args)
+        return {k: v for k, v in out.items() if k not in ("output", "seed")}
+
+    first = report(seed=1)
+    assert first["greedy"] is False
+    assert report(seed=1) == first
+    assert report(seed=2) != first
+    greedy = report(seed=1, greedy=True)
+    assert greedy["greedy"] is True and report(seed=2, greedy=True) == greedy
+    assert report(seed=1, num_passes=2)["num_episodes"] == 120
+
+
 def test_print_composed_config():
     result = nip("nip.run", "--cfg", "job", "protocol.max_message_rounds=6")
     assert result.returncode == 0, result.stderr

@@ -70,14 +70,17 @@ def test_one_iteration_shapes_and_per_agent_advantages(tmp_path):
 
 
 @pytest.mark.parametrize("zero_knowledge", [False, True])
-def test_single_value_pass_matches_two_pass_gae(tmp_path, zero_knowledge):
+@pytest.mark.parametrize("bootstrap", [False, True])
+def test_single_value_pass_matches_two_pass_gae(tmp_path, zero_knowledge, bootstrap):
     """One value pass over [obs, last next obs] gives what GAE's own two passes give.
 
     Under zero knowledge an agent can finish before the episode ends, which exercises
-    per-agent terminal flags.
+    per-agent terminal flags. With ``advantage.bootstrap_at_decisions`` (the original's
+    semantics) the values after decisions are read as well.
     """
     hp = tiny_hyper_params(tmp_path / "cache")
     hp = dataclasses.replace(hp, protocol=ProtocolConfig(zero_knowledge=zero_knowledge))
+    hp.advantage.bootstrap_at_decisions = bootstrap
     s = settings(tmp_path / "run")
     trainer = build_trainer(hp, build_scenario_instance(hp, s), s)
     collector, _ = trainer._get_data_collectors()
@@ -102,6 +105,12 @@ def test_single_value_pass_matches_two_pass_gae(tmp_path, zero_knowledge):
         gae(reference)
     for key in ("state_value", "advantage", "value_target"):
         torch.testing.assert_close(ours["agents", key], reference["agents", key])
+    # At a decision that ends an episode the target is the reward alone, unless bootstrapped.
+    decided = data["next", "done"][..., 0] & ~data["next", "terminated"][..., 0]
+    assert decided.any()
+    target = ours["agents", "value_target"][decided][:, -1 if not zero_knowledge else 1, 0]
+    reward = ours["next", "agents", "reward"][decided][:, -1 if not zero_knowledge else 1, 0]
+    assert torch.equal(target, reward) != bootstrap
 
 
 def test_off_turn_log_probs_are_masked(tmp_path):
@@ -116,6 +125,19 @@ def test_off_turn_log_probs_are_masked(tmp_path):
     assert not node_active[round0][:, 0].any()
     assert (data["agents", "sample_log_prob"][round0][:, 0] == 0).all()
     assert (data["agents", "sample_log_prob"][round0][:, 1] < 0).all()
+
+
+def test_unmasked_log_probs_count_every_action(tmp_path):
+    """loss.mask_ineffective_actions=false: the original's log-probs over every sampled
+    action, so the prover's off-turn frames carry log-probability too."""
+    trainer = build(tmp_path)
+    trainer.hyper_params.loss.mask_ineffective_actions = False
+    trainer._build_operators()
+    collector, _ = trainer._get_data_collectors()
+    data = next(iter(collector))
+    collector.shutdown()
+    round0 = data["round"] == 0
+    assert (data["agents", "sample_log_prob"][round0][:, 0] < 0).all()
 
 
 def test_optimizer_groups_cover_loss_parameters(tmp_path):

@@ -87,6 +87,7 @@ def test_offline_cli_run_logs_history_and_resumes_same_run_id(tmp_path):
     assert len(first) == 1 and first[0].name.endswith(run_id)
     logs = b"".join(p.read_bytes() for p in first[0].glob("*.wandb"))
     assert b"mean_accuracy" in logs and b"test_mean_accuracy" in logs
+    assert b"test_terminated_fraction" in logs and b"terminated_fraction" in logs
     assert b"rollout_samples" in logs  # the table of episodes logged at iteration 0
     assert f"checkpoint_{run_id}".encode() in logs
 

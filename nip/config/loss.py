@@ -21,6 +21,10 @@ class ClipLossConfig:
         Standardise advantages per agent within each minibatch.
     clip_value : bool
         Clip the value prediction around its collection-time value with ``clip_epsilon``.
+    mask_ineffective_actions : bool
+        Sum each agent's log-probability and entropy over the actions that can have an
+        effect only (see the README). ``false`` includes every sampled action, off-turn and
+        unread ones too, as the original code does; for comparisons.
     """
 
     name: str = "clip"
@@ -30,3 +34,4 @@ class ClipLossConfig:
     loss_critic_type: str = "smooth_l1"
     normalize_advantage: bool = True
     clip_value: bool = False
+    mask_ineffective_actions: bool = True

@@ -193,7 +193,10 @@ class TensorDictRlTrainer(Trainer):
 
     def _build_operators(self) -> None:
         """The TorchRL policy (a probabilistic actor over all agents) and value operators."""
-        self.policy_operator = build_policy_operator(self.scenario_instance.combined_policy)
+        self.policy_operator = build_policy_operator(
+            self.scenario_instance.combined_policy,
+            mask_ineffective_actions=self.hyper_params.loss.mask_ineffective_actions,
+        )
         self.value_operator = build_value_operator(self.scenario_instance.combined_value)
 
     @abstractmethod
@@ -601,7 +604,12 @@ class TensorDictRlTrainer(Trainer):
         done = data["next", "done"].unsqueeze(-2).expand(shape)
         done = done | data["next", "agents", "agent_done"].unsqueeze(-1)
         data.set(("next", "agents", "done"), done)
-        data.set(("next", "agents", "terminated"), done)
+        if self.hyper_params.advantage.bootstrap_at_decisions:
+            # The original's semantics: only running out of rounds is terminal.
+            terminated = data["next", "terminated"].unsqueeze(-2).expand(shape)
+            data.set(("next", "agents", "terminated"), terminated)
+        else:
+            data.set(("next", "agents", "terminated"), done)
 
     @torch.no_grad()
     def _estimate_advantages(self, data: TensorDictBase) -> None:
@@ -626,7 +634,12 @@ class TensorDictRlTrainer(Trainer):
         )
         values = self.value_operator(inputs).get(VALUE_KEY)
         data.set(VALUE_KEY, values.narrow(time_dim, 0, steps))
-        data.set(("next", *VALUE_KEY), values.narrow(time_dim, 1, steps))
+        next_values = values.narrow(time_dim, 1, steps)
+        if self.hyper_params.advantage.bootstrap_at_decisions:
+            # Bootstrapping after a decision reads the value of the observation after it,
+            # which is not the next frame's (a reset): evaluate those observations too.
+            next_values = self.value_operator(data["next"].select(*in_keys)).get(VALUE_KEY)
+        data.set(("next", *VALUE_KEY), next_values)
         self.gae(data)
 
     @attach_progress_bar(lambda self: self.hyper_params.trainer.num_iterations)

@@ -30,12 +30,21 @@ def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [p[0] for p in points], [p[1] for p in points]
 
 
+def _chance(rows: list[dict], key: str) -> float | None:
+    """Accuracy of always giving the majority answer, from the rows' label shares."""
+    shares = [r[key] for r in rows if r.get(key) is not None]
+    if not shares:
+        return None
+    share = sum(shares) / len(shares)
+    return max(share, 1 - share)
+
+
 def metrics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Figure | None:
     """The figure of a run's ``metrics.jsonl``, or ``None`` before the first iteration.
 
     Left: the verifier's train accuracy, the test accuracy (tests during training and the
     final one, plotted at the number of completed iterations) and chance, the accuracy of
-    always giving the majority answer. Middle: the share of episodes that ran out of rounds
+    always giving the majority answer (per split when their label shares differ). Middle: the share of episodes that ran out of rounds
     and the share the verifier accepted. Right: each agent's mean episode return.
     """
     rows = _read_rows(metrics_path)
@@ -47,11 +56,20 @@ def metrics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Figure |
     ax_acc.plot(*_series(train, "mean_accuracy"), label="train", color="C0")
     if test:
         ax_acc.plot(*_series(test, "test_mean_accuracy"), "o-", label="test", color="C3")
-    fractions = [r["test_isomorphic_fraction"] for r in test if "test_isomorphic_fraction" in r]
-    fractions = fractions or [r["isomorphic_fraction"] for r in train if "isomorphic_fraction" in r]
-    if fractions:
-        share = sum(fractions) / len(fractions)
-        ax_acc.axhline(max(share, 1 - share), ls="--", color="gray", label="chance")
+    # Chance differs between the splits when their label shares do (small test sets).
+    chance = {
+        split: _chance(rows_, key)
+        for split, rows_, key in (
+            ("train", train, "isomorphic_fraction"),
+            ("test", test, "test_isomorphic_fraction"),
+        )
+    }
+    chance = {k: v for k, v in chance.items() if v is not None}
+    if len(chance) == 2 and abs(chance["train"] - chance["test"]) < 0.01:
+        chance = {"": chance["train"]}
+    for (split, level), style in zip(chance.items(), ("--", ":"), strict=False):
+        label = f"chance ({split})" if split else "chance"
+        ax_acc.axhline(level, ls=style, color="gray", label=label)
     ax_acc.set(xlabel="iteration", ylabel="verifier accuracy", ylim=SHARE_LIMITS, title="Accuracy")
     ax_acc.legend()
 

@@ -779,7 +779,7 @@ class TensorDictRlTrainer(Trainer):
                 stats["loss_critic_unscaled"] = stats["loss_critic"] / float(critic_coeff)
         return stats
 
-    @attach_progress_bar(lambda self: self.hyper_params.trainer.num_test_passes)
+    @attach_progress_bar(lambda self: self.hyper_params.trainer.num_test_passes, leave=False)
     def _run_test_loop(self, iteration_context) -> dict[str, float]:
         """One episode per test pair and pass; accuracy overall, by label and by WL score.
 

@@ -36,10 +36,14 @@ class IterationContext:
         Draw the bar (tqdm) or stay silent.
     description : str
         Label of the bar.
+    leave : bool
+        Keep the finished bar on screen.
     """
 
-    def __init__(self, total: int, enabled: bool, description: str):
-        self.bar = tqdm(total=total, disable=not enabled, desc=description, dynamic_ncols=True)
+    def __init__(self, total: int, enabled: bool, description: str, leave: bool = True):
+        self.bar = tqdm(
+            total=total, disable=not enabled, desc=description, dynamic_ncols=True, leave=leave
+        )
 
     def step(self, n: int = 1) -> None:
         """Advance the bar."""
@@ -54,19 +58,21 @@ class IterationContext:
         self.bar.close()
 
 
-def attach_progress_bar(num_iterations: Callable[[Any], int]) -> Callable:
+def attach_progress_bar(num_iterations: Callable[[Any], int], leave: bool = True) -> Callable:
     """Decorate a trainer method so it receives an ``iteration_context`` with a progress bar.
 
     ``num_iterations(trainer)`` declares how many iterations the method runs; it must be
     computable from the hyper-parameters alone, so that
     :meth:`Trainer.get_total_num_iterations` can sum the declarations before training.
+    ``leave=False`` clears the bar when done (methods that run repeatedly, like tests during
+    training).
     """
 
     def decorator(method: Callable) -> Callable:
         @functools.wraps(method)
         def wrapper(self, *args, **kwargs):
             context = IterationContext(
-                num_iterations(self), self.settings.progress_bar, method.__name__.strip("_")
+                num_iterations(self), self.settings.progress_bar, method.__name__.strip("_"), leave
             )
             try:
                 return method(self, *args, iteration_context=context, **kwargs)

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The quickstart: the paper's GI NIP experiment (paper networks, 2048 frames x 10 epochs per
-# iteration), shortened to 50 iterations on 2,000 pairs: about ten minutes on 2 cores.
+# iteration), shortened to 50 iterations on 2,000 pairs: about five minutes on 2 cores.
 QUICKSTART := trainer.num_iterations=50 scenario.num_train_pairs=2000 scenario.num_test_pairs=200 \
 	trainer.test_interval=10 checkpoint.interval=10 hydra.run.dir=outputs/quickstart
 

@@ -23,3 +23,16 @@ def small_datasets(monkeypatch):
     monkeypatch.setattr(
         nip.factory, "build_datasets", lambda p, c: (random_pairs(80, 6), random_pairs(20, 6, 1))
     )
+
+
+@pytest.fixture
+def trainer_datasets(monkeypatch):
+    """Random pairs (120 train, 30 test) for tests about the trainer rather than data."""
+    import nip.factory
+    from tests.helpers import random_pairs
+
+    monkeypatch.setattr(
+        nip.factory,
+        "build_datasets",
+        lambda p, c: (random_pairs(120, 6, 0), random_pairs(30, 6, 1)),
+    )

@@ -93,3 +93,33 @@ def tiny_protocol_run(tmp_path: Path, protocol) -> tuple[object, list[dict]]:
     trainer = run_experiment(hp, settings)
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     return trainer, rows
+
+
+# Metrics that depend on the machine (timings, memory), left out of comparisons.
+TIME_KEYS = ("time_", "frames_per_s", "sys_")
+
+
+def run_settings(run_dir: Path):
+    """Experiment settings for a run in ``run_dir`` (no progress bar; cache beside it)."""
+    from nip.experiment_settings import ExperimentSettings
+
+    return ExperimentSettings(
+        run_dir=run_dir, progress_bar=False, cache_dir=run_dir.parent / "cache"
+    )
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """A run's metrics lines without the machine-dependent fields."""
+    import json
+
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.startswith(TIME_KEYS)} for r in rows]
+
+
+def build_tiny_trainer(tmp_path: Path, **trainer_overrides):
+    """A trainer for the tiny settings in ``tmp_path / "run"`` (datasets as patched)."""
+    from nip.factory import build_scenario_instance, build_trainer
+
+    hp = tiny_hyper_params(tmp_path / "cache", **trainer_overrides)
+    s = run_settings(tmp_path / "run")
+    return build_trainer(hp, build_scenario_instance(hp, s), s)

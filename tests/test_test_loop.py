@@ -1,48 +1,24 @@
 """The test loop: sampled (not greedy) actions, seeded; tests during training; resumption."""
 
-import json
-
 import pytest
 import torch
 
-import nip.factory
 from nip.evaluation import run_episodes
-from nip.experiment_settings import ExperimentSettings
 from nip.factory import build_scenario_instance, build_trainer
 from nip.run import run_experiment
-from tests.helpers import random_pairs, tiny_hyper_params
+from tests.helpers import (
+    build_tiny_trainer,
+    read_metrics,
+    run_settings,
+    tiny_hyper_params,
+)
 
-TIME_KEYS = ("time_", "frames_per_s", "sys_")
-
-
-@pytest.fixture(autouse=True)
-def small_datasets(monkeypatch):
-    monkeypatch.setattr(
-        nip.factory,
-        "build_datasets",
-        lambda params, cache_dir: (random_pairs(120, 6, 0), random_pairs(30, 6, 1)),
-    )
-
-
-def settings(run_dir):
-    return ExperimentSettings(
-        run_dir=run_dir, progress_bar=False, cache_dir=run_dir.parent / "cache"
-    )
-
-
-def read_metrics(run_dir):
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not k.startswith(TIME_KEYS)} for r in rows]
-
-
-def build(tmp_path, **overrides):
-    hp = tiny_hyper_params(tmp_path / "cache", **overrides)
-    s = settings(tmp_path / "run")
-    return build_trainer(hp, build_scenario_instance(hp, s), s)
+# Random pairs instead of generated ones: these tests are about the trainer.
+pytestmark = pytest.mark.usefixtures("trainer_datasets")
 
 
 def test_test_samples_actions_seeded_by_the_experiment_seed(tmp_path):
-    trainer = build(tmp_path)
+    trainer = build_tiny_trainer(tmp_path)
     first = trainer._run_test_loop()
     assert first["test_greedy"] is False
     assert trainer._run_test_loop() == first  # same seed, same figures
@@ -59,7 +35,7 @@ def test_test_samples_actions_seeded_by_the_experiment_seed(tmp_path):
 
 
 def test_passes_are_independent_samples(tmp_path):
-    trainer = build(tmp_path)
+    trainer = build_tiny_trainer(tmp_path)
     torch.manual_seed(0)
     env, n = trainer.test_environment, len(trainer.scenario_instance.test_dataset)
     a = run_episodes(env, trainer.policy_operator, n)
@@ -73,9 +49,9 @@ def test_passes_are_independent_samples(tmp_path):
 
 def test_tests_during_training_leave_training_unchanged(tmp_path):
     hp = tiny_hyper_params(tmp_path / "cache", num_iterations=3, test_interval=1)
-    run_experiment(hp, settings(tmp_path / "tested"))
+    run_experiment(hp, run_settings(tmp_path / "tested"))
     hp = tiny_hyper_params(tmp_path / "cache", num_iterations=3, test_interval=0)
-    run_experiment(hp, settings(tmp_path / "plain"))
+    run_experiment(hp, run_settings(tmp_path / "plain"))
     tested, plain = read_metrics(tmp_path / "tested"), read_metrics(tmp_path / "plain")
     test_rows = [r for r in tested if "test_mean_accuracy" in r]
     assert [r["iteration"] for r in test_rows] == [1, 2, 3]
@@ -95,11 +71,11 @@ def test_resume_with_tests_during_training_is_exact(tmp_path):
         params.checkpoint.interval = 2
         return params
 
-    run_experiment(hp(), settings(tmp_path / "straight"))
+    run_experiment(hp(), run_settings(tmp_path / "straight"))
     expected = read_metrics(tmp_path / "straight")
     assert len(expected) == 4 + 4  # every iteration, and a test after each
 
-    s = settings(tmp_path / "crashed")
+    s = run_settings(tmp_path / "crashed")
     trainer = build_trainer(hp(), build_scenario_instance(hp(), s), s)
     original = trainer._train_on_replay_buffer
     calls = []

@@ -1,54 +1,30 @@
 """The PPO trainer: optimizer groups, GAE shapes, checkpoints, exact resume, determinism."""
 
 import dataclasses
-import json
 
 import pytest
 import torch
 from torchrl.objectives.value import GAE
 
-import nip.factory
 from nip.checkpointing import load_checkpoint_file
 from nip.config.protocol import ProtocolConfig
 from nip.errors import NipCheckpointError
-from nip.experiment_settings import ExperimentSettings
 from nip.factory import build_scenario_instance, build_trainer
 from nip.run import run_experiment
 from nip.trainers.ppo import AGENT_KEYS
-from tests.helpers import random_pairs, tiny_hyper_params
+from tests.helpers import (
+    build_tiny_trainer,
+    read_metrics,
+    run_settings,
+    tiny_hyper_params,
+)
 
-TIME_KEYS = ("time_", "frames_per_s", "sys_")
-
-
-@pytest.fixture(autouse=True)
-def small_datasets(monkeypatch):
-    """Random pairs instead of generated ones: these tests are about the trainer."""
-    monkeypatch.setattr(
-        nip.factory,
-        "build_datasets",
-        lambda params, cache_dir: (random_pairs(120, 6, 0), random_pairs(30, 6, 1)),
-    )
-
-
-def settings(run_dir):
-    return ExperimentSettings(
-        run_dir=run_dir, progress_bar=False, cache_dir=run_dir.parent / "cache"
-    )
-
-
-def read_metrics(run_dir):
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not k.startswith(TIME_KEYS)} for r in rows]
-
-
-def build(tmp_path, **overrides):
-    hp = tiny_hyper_params(tmp_path / "cache", **overrides)
-    s = settings(tmp_path / "run")
-    return build_trainer(hp, build_scenario_instance(hp, s), s)
+# Random pairs instead of generated ones: these tests are about the trainer.
+pytestmark = pytest.mark.usefixtures("trainer_datasets")
 
 
 def test_one_iteration_shapes_and_per_agent_advantages(tmp_path):
-    trainer = build(tmp_path)
+    trainer = build_tiny_trainer(tmp_path)
     collector, _ = trainer._get_data_collectors()
     data = next(iter(collector))
     collector.shutdown()
@@ -81,7 +57,7 @@ def test_single_value_pass_matches_two_pass_gae(tmp_path, zero_knowledge, bootst
     hp = tiny_hyper_params(tmp_path / "cache")
     hp = dataclasses.replace(hp, protocol=ProtocolConfig(zero_knowledge=zero_knowledge))
     hp.advantage.bootstrap_at_decisions = bootstrap
-    s = settings(tmp_path / "run")
+    s = run_settings(tmp_path / "run")
     trainer = build_trainer(hp, build_scenario_instance(hp, s), s)
     collector, _ = trainer._get_data_collectors()
     iterator = iter(collector)
@@ -114,7 +90,7 @@ def test_single_value_pass_matches_two_pass_gae(tmp_path, zero_knowledge, bootst
 
 
 def test_off_turn_log_probs_are_masked(tmp_path):
-    trainer = build(tmp_path)
+    trainer = build_tiny_trainer(tmp_path)
     collector, _ = trainer._get_data_collectors()
     data = next(iter(collector))
     collector.shutdown()
@@ -130,7 +106,7 @@ def test_off_turn_log_probs_are_masked(tmp_path):
 def test_unmasked_log_probs_count_every_action(tmp_path):
     """loss.mask_ineffective_actions=false: the original's log-probs over every sampled
     action, so the prover's off-turn frames carry log-probability too."""
-    trainer = build(tmp_path)
+    trainer = build_tiny_trainer(tmp_path)
     trainer.hyper_params.loss.mask_ineffective_actions = False
     trainer._build_operators()
     collector, _ = trainer._get_data_collectors()
@@ -141,7 +117,7 @@ def test_unmasked_log_probs_count_every_action(tmp_path):
 
 
 def test_optimizer_groups_cover_loss_parameters(tmp_path):
-    trainer = build(tmp_path)
+    trainer = build_tiny_trainer(tmp_path)
     # Progress-bar declarations: training iterations plus test passes.
     assert trainer.get_total_num_iterations() == 2 + 1
     grouped = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
@@ -154,7 +130,7 @@ def test_optimizer_groups_cover_loss_parameters(tmp_path):
 
 
 def test_param_freezer_stops_gradients(tmp_path):
-    trainer = build(tmp_path)
+    trainer = build_tiny_trainer(tmp_path)
     freezer = trainer.param_group_freezer
     prover_params = [p for g in freezer.agent_groups["prover"] for p in g["params"]]
     freezer.freeze("prover")
@@ -168,7 +144,7 @@ def test_param_freezer_stops_gradients(tmp_path):
 
 def test_run_writes_metrics_checkpoint_and_plot(tmp_path):
     hp = tiny_hyper_params(tmp_path / "cache")
-    run_experiment(hp, settings(tmp_path / "run"))
+    run_experiment(hp, run_settings(tmp_path / "run"))
     rows = read_metrics(tmp_path / "run")
     assert [r["iteration"] for r in rows] == [0, 1, 2]
     assert "mean_accuracy" in rows[0] and "verifier.mean_episode_reward" in rows[0]
@@ -180,24 +156,24 @@ def test_run_writes_metrics_checkpoint_and_plot(tmp_path):
 
 
 def test_same_seed_same_metrics_and_seed_matters(tmp_path):
-    run_experiment(tiny_hyper_params(tmp_path / "c"), settings(tmp_path / "a"))
-    run_experiment(tiny_hyper_params(tmp_path / "c"), settings(tmp_path / "b"))
+    run_experiment(tiny_hyper_params(tmp_path / "c"), run_settings(tmp_path / "a"))
+    run_experiment(tiny_hyper_params(tmp_path / "c"), run_settings(tmp_path / "b"))
     assert read_metrics(tmp_path / "a") == read_metrics(tmp_path / "b")
     other = tiny_hyper_params(tmp_path / "c")
     other.seed = 12
-    run_experiment(other, settings(tmp_path / "other"))
+    run_experiment(other, run_settings(tmp_path / "other"))
     assert read_metrics(tmp_path / "a")[0] != read_metrics(tmp_path / "other")[0]
 
 
 def test_stop_and_resume_is_exact(tmp_path):
     """Extending a finished run, and resuming after a crash, reproduce the straight run."""
     cache = tmp_path / "cache"
-    run_experiment(tiny_hyper_params(cache, num_iterations=4), settings(tmp_path / "straight"))
+    run_experiment(tiny_hyper_params(cache, num_iterations=4), run_settings(tmp_path / "straight"))
     expected = read_metrics(tmp_path / "straight")
 
-    run_experiment(tiny_hyper_params(cache, num_iterations=2), settings(tmp_path / "extended"))
+    run_experiment(tiny_hyper_params(cache, num_iterations=2), run_settings(tmp_path / "extended"))
     first_test = read_metrics(tmp_path / "extended")[-1]
-    run_experiment(tiny_hyper_params(cache, num_iterations=4), settings(tmp_path / "extended"))
+    run_experiment(tiny_hyper_params(cache, num_iterations=4), run_settings(tmp_path / "extended"))
     # The extended run keeps the test of its first end, at iteration 2, and then continues
     # exactly as the straight run.
     assert first_test["iteration"] == 2 and "test_mean_accuracy" in first_test
@@ -206,7 +182,7 @@ def test_stop_and_resume_is_exact(tmp_path):
     # A crash in the middle of iteration 3 (after its metrics line of iteration 2 was
     # written but before the checkpoint) loses nothing once resumed.
     hp = tiny_hyper_params(cache, num_iterations=4)
-    s = settings(tmp_path / "crashed")
+    s = run_settings(tmp_path / "crashed")
     trainer = build_trainer(hp, build_scenario_instance(hp, s), s)
     original = trainer._train_on_replay_buffer
     calls = []
@@ -228,13 +204,13 @@ def test_stop_and_resume_is_exact(tmp_path):
 
 def test_changed_science_is_refused_and_keeps_checkpoint(tmp_path):
     cache = tmp_path / "cache"
-    run_experiment(tiny_hyper_params(cache), settings(tmp_path / "run"))
+    run_experiment(tiny_hyper_params(cache), run_settings(tmp_path / "run"))
     checkpoint = tmp_path / "run" / "checkpoints" / "state.pt"
     before = checkpoint.read_bytes()
     metrics_before = (tmp_path / "run" / "metrics.jsonl").read_text()
     changed = tiny_hyper_params(cache, lr=1e-3, num_iterations=3)
     with pytest.raises(NipCheckpointError, match="trainer.lr"):
-        run_experiment(changed, settings(tmp_path / "run"))
+        run_experiment(changed, run_settings(tmp_path / "run"))
     assert checkpoint.read_bytes() == before
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == metrics_before
 
@@ -243,17 +219,17 @@ def test_extending_an_annealed_run_is_refused(tmp_path):
     """With anneal_lr the schedule depends on num_iterations: extending would raise the
     learning rate again, so it is refused and the checkpoint is left as it was."""
     run_experiment(
-        tiny_hyper_params(tmp_path / "cache", anneal_lr=True), settings(tmp_path / "run")
+        tiny_hyper_params(tmp_path / "cache", anneal_lr=True), run_settings(tmp_path / "run")
     )
     checkpoint = (tmp_path / "run" / "checkpoints" / "state.pt").read_bytes()
     hp = tiny_hyper_params(tmp_path / "cache", anneal_lr=True, num_iterations=4)
     with pytest.raises(NipCheckpointError, match="anneal_lr"):
-        run_experiment(hp, settings(tmp_path / "run"))
+        run_experiment(hp, run_settings(tmp_path / "run"))
     assert (tmp_path / "run" / "checkpoints" / "state.pt").read_bytes() == checkpoint
     # Without annealing the same extension is fine.
-    run_experiment(tiny_hyper_params(tmp_path / "cache"), settings(tmp_path / "plain"))
+    run_experiment(tiny_hyper_params(tmp_path / "cache"), run_settings(tmp_path / "plain"))
     run_experiment(
-        tiny_hyper_params(tmp_path / "cache", num_iterations=3), settings(tmp_path / "plain")
+        tiny_hyper_params(tmp_path / "cache", num_iterations=3), run_settings(tmp_path / "plain")
     )
 
 
@@ -262,13 +238,13 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_bytes(b"not a checkpoint")
     with pytest.raises(NipCheckpointError, match="cannot read checkpoint"):
-        run_experiment(tiny_hyper_params(tmp_path / "cache"), settings(tmp_path / "run"))
+        run_experiment(tiny_hyper_params(tmp_path / "cache"), run_settings(tmp_path / "run"))
     assert checkpoint.read_bytes() == b"not a checkpoint"
 
 
 def test_pretraining_trains_bodies_and_is_cached(tmp_path):
     overrides = dict(pretrain_agents=True, pretrain_epochs=2, pretrain_batch_size=32)
-    trainer = build(tmp_path, **overrides)
+    trainer = build_tiny_trainer(tmp_path, **overrides)
     policy = trainer.scenario_instance.combined_policy
     before = {k: v.clone() for k, v in policy.bodies.state_dict().items()}
     trainer._pretrain_agents()
@@ -279,7 +255,7 @@ def test_pretraining_trains_bodies_and_is_cached(tmp_path):
     cached = list((tmp_path / "cache" / "pretrained").glob("*.pt"))
     assert len(cached) == 1
 
-    again = build(tmp_path, **overrides)
+    again = build_tiny_trainer(tmp_path, **overrides)
     again._pretrain_agents()
     for k, v in again.scenario_instance.combined_policy.bodies.state_dict().items():
         torch.testing.assert_close(v, after[k])
@@ -289,7 +265,7 @@ def test_observation_normalisation_does_not_collapse(tmp_path):
     """With min_message_rounds=1 many episodes end at once; the statistics stay sane."""
     hp = tiny_hyper_params(tmp_path / "cache")
     hp.protocol.min_message_rounds = 1
-    s = settings(tmp_path / "run")
+    s = run_settings(tmp_path / "run")
     trainer = build_trainer(hp, build_scenario_instance(hp, s), s)
     stats = trainer._observation_norm_state()
     for key in ("x", "message"):
@@ -301,7 +277,7 @@ def test_observation_normalisation_does_not_collapse(tmp_path):
 
 
 def test_new_run_starts_from_base_run_checkpoint(tmp_path):
-    run_experiment(tiny_hyper_params(tmp_path / "cache"), settings(tmp_path / "base"))
+    run_experiment(tiny_hyper_params(tmp_path / "cache"), run_settings(tmp_path / "base"))
     base_state = load_checkpoint_file(tmp_path / "base" / "checkpoints" / "state.pt")
     # The layout of a downloaded checkpoint artifact: a folder holding state.pt.
     artifact_dir = tmp_path / "artifact"
@@ -309,7 +285,7 @@ def test_new_run_starts_from_base_run_checkpoint(tmp_path):
     (artifact_dir / "state.pt").write_bytes((tmp_path / "base/checkpoints/state.pt").read_bytes())
     hp = tiny_hyper_params(tmp_path / "cache")
     hp.base_run.run_id = str(artifact_dir)
-    s = settings(tmp_path / "new")
+    s = run_settings(tmp_path / "new")
     s.base_run_checkpoint = hp.base_run.run_id
     trainer = build_trainer(hp, build_scenario_instance(hp, s), s)
     assert trainer.state.iteration == 0  # a new run, not a resumption
@@ -323,7 +299,7 @@ def test_unknown_base_run_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     hp = tiny_hyper_params(tmp_path / "cache")
-    s = settings(tmp_path / "new")
+    s = run_settings(tmp_path / "new")
     s.base_run_checkpoint = "someone/some-project/no-such-run"
     try:
         with pytest.raises(NipCheckpointError, match="cannot fetch the checkpoint of base run"):
@@ -338,7 +314,7 @@ def test_unknown_base_run_is_a_clear_error(tmp_path, monkeypatch):
 def test_rollout_samples_are_complete_episodes(tmp_path):
     from nip.rollout_samples import sample_episodes
 
-    trainer = build(tmp_path)
+    trainer = build_tiny_trainer(tmp_path)
     collector, _ = trainer._get_data_collectors()
     data = next(iter(collector))
     collector.shutdown()

@@ -46,6 +46,28 @@ def atomic_write_text(path: Path, text: str) -> None:
     _atomic_write(Path(path), lambda f: f.write(text.encode()))
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write bytes atomically."""
+    _atomic_write(Path(path), lambda f: f.write(data))
+
+
+def remove_stale_temporaries(*directories: Path) -> list[Path]:
+    """Delete what interrupted atomic writes left in ``directories`` (``.<name>.*.tmp*``).
+
+    Only safe while holding the run directory's lock: then no other process is writing.
+    Returns the removed paths.
+    """
+    removed = []
+    for directory in directories:
+        if not Path(directory).is_dir():
+            continue
+        for path in Path(directory).glob(".*.tmp*"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically (sorted keys, indented)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

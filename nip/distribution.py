@@ -70,6 +70,12 @@ class AgentsActionDistribution(Distribution):
 
     @torch.no_grad()
     def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:  # noqa: D102
+        if not (
+            torch.isfinite(self.node_log_probs).all()
+            and torch.isfinite(self.decision_log_probs).all()
+        ):
+            # A diverged policy: say so instead of failing inside torch.multinomial.
+            raise FloatingPointError("the policy's action probabilities are not finite")
         shape = torch.Size(sample_shape)
         node_probs = self.node_log_probs.exp().expand(*shape, *self.node_log_probs.shape)
         decision_probs = self.decision_log_probs.exp().expand(

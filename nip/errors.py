@@ -19,3 +19,7 @@ class NipDataError(NipError):
 
 class NipCheckpointError(NipError):
     """A checkpoint is missing, corrupt, or belongs to a different experiment."""
+
+
+class NipRunError(NipError):
+    """A run cannot go on for a reason the user can act on (divergence, a damaged history)."""

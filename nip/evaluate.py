@@ -8,6 +8,7 @@ checkpoint.
 
 import json
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,12 @@ class EvaluateArgs:
 def evaluate(args: EvaluateArgs) -> dict[str, float]:
     """Evaluate a checkpoint on a dataset file; returns (and writes) the statistics."""
     checkpoint_path = resolve_checkpoint_path(args.checkpoint)
+    output = (
+        Path(args.output).expanduser()
+        if args.output
+        else checkpoint_path.parent / f"evaluation_{Path(args.dataset.path).stem}.json"
+    )
+    check_writable(output)
     state = load_checkpoint_file(checkpoint_path)
     hp = hyper_params_from_dict(state["hyper_params"])
     device = resolve_device(args.device)
@@ -112,14 +119,29 @@ def evaluate(args: EvaluateArgs) -> dict[str, float]:
         "greedy": args.greedy,
         **stats,
     }
-    output = (
-        Path(args.output)
-        if args.output
-        else checkpoint_path.parent / f"evaluation_{Path(args.dataset.path).stem}.json"
-    )
     atomic_write_json(output, report)
     report["output"] = str(output)
     return report
+
+
+def check_writable(path: Path) -> None:
+    """Fail now, not after the evaluation, if ``path`` cannot be written.
+
+    Raises
+    ------
+    NipConfigError
+        Naming the path and the reason.
+    """
+    from nip.errors import NipConfigError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as e:
+        raise NipConfigError(f"output={path}: cannot write there ({e.strerror or e})") from e
+    if path.is_dir():
+        raise NipConfigError(f"output={path} is a directory; give a file name")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,7 +5,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from nip.checkpointing import atomic_write_text
+from nip.checkpointing import atomic_write_bytes
+from nip.errors import NipRunError
 
 
 def _jsonable(value: Any) -> Any:
@@ -28,15 +29,33 @@ class MetricsFile:
         self.path = Path(path)
 
     def read(self) -> list[dict[str, Any]]:
-        """All complete lines (a torn last line after a crash is ignored)."""
+        """All complete lines.
+
+        A torn last line (a crash mid-write: invalid JSON or UTF-8) is ignored; a damaged
+        line with complete lines after it is an error, since dropping it and what follows
+        would silently lose history.
+
+        Raises
+        ------
+        NipRunError
+            Naming the file and the damaged line.
+        """
         if not self.path.exists():
             return []
+        lines = self.path.read_bytes().split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
         rows = []
-        for line in self.path.read_text().splitlines():
+        for number, line in enumerate(lines, start=1):
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
+                rows.append(json.loads(line.decode("utf-8")))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                if number == len(lines):
+                    break  # torn by a crash: the work is redone on resume
+                raise NipRunError(
+                    f"{self.path} line {number} is damaged (not UTF-8 JSON) and complete lines "
+                    f"follow it; repair or remove that line to resume"
+                ) from None
         return rows
 
     def num_lines(self) -> int:
@@ -54,8 +73,8 @@ class MetricsFile:
         """Keep only the first ``num_lines`` lines (atomically), dropping work to be redone."""
         if not self.path.exists():
             return
-        text = self.path.read_text()
-        lines = text.splitlines(keepends=True)
-        if len(lines) == num_lines and text.endswith("\n"):
+        data = self.path.read_bytes()
+        lines = data.splitlines(keepends=True)
+        if len(lines) == num_lines and data.endswith(b"\n"):
             return
-        atomic_write_text(self.path, "".join(lines[:num_lines]))
+        atomic_write_bytes(self.path, b"".join(lines[:num_lines]))

@@ -1,6 +1,7 @@
 """The end-of-run plot: accuracy against chance, how episodes end, per-agent reward."""
 
 import json
+import os
 from pathlib import Path
 
 import matplotlib
@@ -14,13 +15,14 @@ SHARE_LIMITS = (-0.03, 1.03)
 
 
 def _read_rows(metrics_path: Path) -> list[dict]:
+    """The readable lines of a metrics file (a plot shows what it can; damage is skipped)."""
     path = Path(metrics_path)
     rows = []
-    for line in path.read_text().splitlines() if path.exists() else []:
+    for line in path.read_bytes().splitlines() if path.exists() else []:
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
+            rows.append(json.loads(line.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
     return rows
 
 
@@ -114,7 +116,8 @@ def plot_metrics(metrics_path: Path, out_path: Path, agent_names: tuple[str, ...
     if fig is None:
         return None
     out_path = Path(out_path)
-    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
+    # A name of this process's own: two processes never write the same temporary file.
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(out_path)

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from nip.cli import CONFIG_DIR, guarded, preflight, with_sweeps_searchpath
 from nip.config import HyperParameters, register_configs, validate_hyper_params
 from nip.experiment_settings import ExperimentSettings, resolve_device
+from nip.run_lock import run_directory_lock
 from nip.utils.cpu import check_shared_cores
 
 log = logging.getLogger("nip")
@@ -28,13 +29,14 @@ def run_experiment(hyper_params: HyperParameters, settings: ExperimentSettings):
     from nip.factory import build_scenario_instance, build_trainer
 
     validate_hyper_params(hyper_params)
-    scenario_instance = build_scenario_instance(hyper_params, settings)
-    trainer = build_trainer(hyper_params, scenario_instance, settings)
-    try:
-        trainer.train()
-    finally:
-        if settings.wandb_run is not None:
-            settings.wandb_run.finish()
+    with run_directory_lock(settings.run_dir):
+        scenario_instance = build_scenario_instance(hyper_params, settings)
+        trainer = build_trainer(hyper_params, scenario_instance, settings)
+        try:
+            trainer.train()
+        finally:
+            if settings.wandb_run is not None:
+                settings.wandb_run.finish()
     return trainer
 
 
@@ -66,7 +68,9 @@ def _hydra_main(cfg: DictConfig) -> None:
         hyper_params = OmegaConf.to_object(cfg)
         validate_hyper_params(hyper_params)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-        run_experiment(hyper_params, settings_from_hyper_params(hyper_params, run_dir))
+        # Before anything of ours is written (the W&B run id, checkpoints, metrics).
+        with run_directory_lock(run_dir):
+            run_experiment(hyper_params, settings_from_hyper_params(hyper_params, run_dir))
 
     guarded(task)
 

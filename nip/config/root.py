@@ -91,6 +91,48 @@ def science_dict(hyper_params: HyperParameters) -> dict[str, Any]:
     return d
 
 
+# Agent sizes that must be positive (widths, head and layer counts of the GNN and MLPs).
+WIDTH_FIELDS = (
+    "num_gnn_layers",
+    "d_gnn",
+    "d_gin_mlp",
+    "num_heads",
+    "d_transformer",
+    "d_transformer_mlp",
+    "d_node_selector",
+    "num_node_selector_layers",
+    "d_decider",
+    "num_decider_layers",
+    "d_value",
+    "num_value_layers",
+)
+
+
+def frame_bytes(hp: HyperParameters, num_agents: int, num_channels: int) -> int:
+    """A lower bound on the bytes one collected frame takes (observation and next one).
+
+    Counts the message history and its normalised copy, the message, both graphs' adjacency
+    and every agent's message logits, in float32 / bool; small entries are ignored.
+    """
+    s, p = hp.scenario, hp.protocol
+    nodes = 2 * max(s.graph_sizes)
+    message = num_channels * s.message_size * nodes
+    floats = 2 * (2 * p.max_message_rounds * message + message) + num_agents * message
+    return 4 * floats + 2 * nodes * nodes // 2
+
+
+def available_memory_bytes() -> int | None:
+    """``MemAvailable`` from ``/proc/meminfo`` (``None`` where it cannot be read)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def validate_hyper_params(hp: HyperParameters) -> None:
     """Check relations between fields that the schema's types cannot express.
 
@@ -162,11 +204,39 @@ def validate_hyper_params(hp: HyperParameters) -> None:
         "scenario.edge_probabilities must be in (0, 1)",
     )
     need(s.message_size >= 1, "scenario.message_size must be at least 1")
+    need(s.wl_iterations >= 1, "scenario.wl_iterations must be at least 1")
+    need(s.d_representation >= 1, "scenario.d_representation must be at least 1")
+    from nip.scenarios.graph_iso.dataset import MAX_NODES
+
+    need(
+        max(s.graph_sizes) <= MAX_NODES,
+        f"scenario.graph_sizes: at most {MAX_NODES} nodes are supported, got {max(s.graph_sizes)}",
+    )
+    need(
+        hp.checkpoint.interval >= 1,
+        f"checkpoint.interval must be >= 1, got {hp.checkpoint.interval}",
+    )
+    threads = hp.device.num_threads
+    need(threads is None or threads >= 1, f"device.num_threads must be >= 1, got {threads}")
+    need(t.max_grad_norm > 0, f"trainer.max_grad_norm must be positive, got {t.max_grad_norm}")
+    for key in ("pretrain_epochs", "pretrain_batch_size"):
+        need(getattr(t, key) >= 1, f"trainer.{key} must be at least 1, got {getattr(t, key)}")
+    need(t.pretrain_lr >= 0, f"trainer.pretrain_lr must be non-negative, got {t.pretrain_lr}")
+    for key in ("rollout_sample_period", "num_rollout_samples"):
+        value = getattr(hp.logger, key, 0)
+        need(value >= 0, f"logger.{key} must be >= 0, got {value}")
     for role in ("prover", "verifier"):
         a = getattr(s, role)
         need(
             a.activation in ("tanh", "relu", "sigmoid"),
             f"scenario.{role}.activation must be tanh, relu or sigmoid",
+        )
+        for key in WIDTH_FIELDS:
+            value = getattr(a, key)
+            need(value >= 1, f"scenario.{role}.{key} must be at least 1, got {value}")
+        need(
+            a.num_transformer_layers >= 0,
+            f"scenario.{role}.num_transformer_layers must be >= 0",
         )
         need(
             a.d_transformer % a.num_heads == 0,
@@ -181,6 +251,17 @@ def validate_hyper_params(hp: HyperParameters) -> None:
                 f"trainer.use_shared_body=true needs equal actor and critic lr factors "
                 f"for scenario.{role}",
             )
+
+    # Last: the estimate needs every size above to be valid.
+    handler = build_protocol_handler(p)
+    need_bytes = 2 * t.frames_per_batch * frame_bytes(hp, handler.num_agents, handler.num_channels)
+    available = available_memory_bytes()
+    need(
+        available is None or need_bytes <= available,
+        f"trainer.frames_per_batch={t.frames_per_batch} needs about {need_bytes / 1e9:,.1f} GB "
+        f"for one iteration's frames (the batch and the replay buffer), more than the "
+        f"{(available or 0) / 1e9:,.1f} GB of memory available",
+    )
 
 
 def hyper_params_from_dict(d: dict[str, Any]) -> HyperParameters:

@@ -28,13 +28,14 @@ from nip.checkpointing import (
     atomic_write_json,
     capture_rng_state,
     load_checkpoint_file,
+    remove_stale_temporaries,
     resolve_checkpoint_path,
     restore_rng_state,
     tensordict_from_state,
     tensordict_to_state,
 )
 from nip.config.root import science_dict
-from nip.errors import NipCheckpointError
+from nip.errors import NipCheckpointError, NipRunError
 from nip.evaluation import EpisodeResults, episode_stats, run_episodes
 from nip.metrics import MetricsFile
 from nip.operators import (
@@ -93,6 +94,10 @@ class TensorDictRlTrainer(Trainer):
         self.test_environment = add_episode_return(scenario_instance.test_environment)
         self.metrics = MetricsFile(settings.run_dir / "metrics.jsonl")
         self._checkpoint: dict[str, Any] | None = None
+        # Set when the checkpoint came from W&B: the history before it is in the W&B run.
+        self._history_in_wandb = False
+        # Iteration of the checkpoint on disk (None before the first one).
+        self._saved_iteration: int | None = None
         self.train_collector: Collector | None = None
 
         if hyper_params.trainer.normalize_observations:
@@ -339,6 +344,7 @@ class TensorDictRlTrainer(Trainer):
             tested=state["tested"] and state["iteration"] == t.num_iterations,
         )
         self._checkpoint = state
+        self._saved_iteration = state["iteration"]
         self.settings.logger.info(
             f"resuming from {self.checkpoint_state_path} at iteration {self.state.iteration}"
         )
@@ -365,6 +371,8 @@ class TensorDictRlTrainer(Trainer):
         state = load_checkpoint_file(source)
         atomic_torch_save(state, self.checkpoint_state_path)
         self.settings.logger.info(f"checkpoint restored from W&B artifact checkpoint_{run.id}")
+        # The history up to here lives in the W&B run; local metrics start afresh.
+        self._history_in_wandb = True
         return state
 
     def _load_state_dict_from_base_run_checkpoint(self, version: str = "latest") -> dict[str, Any]:
@@ -454,6 +462,7 @@ class TensorDictRlTrainer(Trainer):
         atomic_write_json(self.checkpoint_metadata_path, self._get_metadata())
         atomic_write_json(self.checkpoint_params_path, state["hyper_params"])
         atomic_torch_save(state, self.checkpoint_state_path)
+        self._saved_iteration = self.state.iteration
         run = self.settings.wandb_run
         if log and run is not None and getattr(self.hyper_params.logger, "log_checkpoints", True):
             self._add_file_to_wandb_artifact(
@@ -499,6 +508,9 @@ class TensorDictRlTrainer(Trainer):
             log.info(f"the run in {self.settings.run_dir} is already complete")
             self._plot()
             return
+        # What interrupted writes left behind (we hold the run directory's lock).
+        remove_stale_temporaries(self.settings.run_dir, self.checkpoint_base_dir)
+        self._check_metrics_history()
         # Lines after the checkpoint come from work that will be redone (test lines too).
         self.metrics.truncate(self._checkpoint["metrics_lines"] if self._checkpoint else 0)
         if self._checkpoint is None:
@@ -525,6 +537,28 @@ class TensorDictRlTrainer(Trainer):
             self.settings.wandb_run.summary.update(test_stats)
         self._plot()
         log.info(self._summary(test_stats))
+
+    def _check_metrics_history(self) -> None:
+        """Refuse to resume over a metrics file that lost lines the checkpoint counts.
+
+        Resuming would write the later iterations only, a history with a hole.
+
+        Raises
+        ------
+        NipRunError
+            Naming the file and what is missing.
+        """
+        if self._checkpoint is None or self._history_in_wandb:
+            return
+        expected = self._checkpoint["metrics_lines"]
+        found = self.metrics.num_lines()
+        if found < expected:
+            raise NipRunError(
+                f"{self.metrics.path} has {found} complete lines but the checkpoint of iteration "
+                f"{self._checkpoint['iteration']} was written after {expected}: the history is "
+                f"incomplete; restore the file, or start a new run directory with "
+                f"base_run.run_id={self.settings.run_dir} to continue from these agents"
+            )
 
     def _plot(self) -> None:
         plot_metrics(
@@ -654,7 +688,10 @@ class TensorDictRlTrainer(Trainer):
             if t.anneal_lr:
                 for group in self.optimizer.param_groups:
                     group["lr"] = group["initial_lr"] * (1 - iteration / t.num_iterations)
-            data, mean_loss_vals, times = self._run_iteration(collector_iterator)
+            try:
+                data, mean_loss_vals, times = self._run_iteration(collector_iterator)
+            except FloatingPointError as e:
+                raise self._divergence_error(iteration, str(e)) from e
             elapsed = time.perf_counter() - start
 
             stats = {"iteration": iteration, **self._get_log_stats(data, mean_loss_vals)}
@@ -718,6 +755,17 @@ class TensorDictRlTrainer(Trainer):
         }
         return data, mean_loss_vals, times
 
+    def _divergence_error(self, iteration: int, detail: str) -> NipRunError:
+        """The one-line error for a run whose numbers stopped being finite."""
+        if self._saved_iteration is None:
+            saved = "no checkpoint had been written yet"
+        else:
+            saved = f"the checkpoint of iteration {self._saved_iteration} is intact"
+        return NipRunError(
+            f"training diverged at iteration {iteration} ({detail}); {saved}; "
+            f"try a lower trainer.lr (now {self.hyper_params.trainer.lr:g})"
+        )
+
     def _log_rollout_samples(self, data: TensorDictBase, iteration: int) -> None:
         """Every ``logger.rollout_sample_period`` iterations, a few episodes to W&B."""
         period = getattr(self.hyper_params.logger, "rollout_sample_period", 0)
@@ -749,8 +797,14 @@ class TensorDictRlTrainer(Trainer):
             for _ in range(num_minibatches):
                 minibatch = self.replay_buffer.sample().to(self.device)
                 loss_vals = self.loss_module(minibatch)
-                self.loss_module.total_loss(loss_vals).backward()
-                torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+                total_loss = self.loss_module.total_loss(loss_vals)
+                # Never step (let alone checkpoint) on non-finite values: stop instead.
+                if not torch.isfinite(total_loss):
+                    raise FloatingPointError(f"loss {total_loss.item():.4g}")
+                total_loss.backward()
+                norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+                if not torch.isfinite(norm):
+                    raise FloatingPointError(f"gradient norm {norm.item():.4g}")
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 detached = loss_vals.detach()

@@ -64,6 +64,11 @@ _ORIGINAL_KEYS = (
 _OUR_KEYS = ("format", "version", "adjacency", "sizes", "wl_score")
 _INTEGER_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
 
+# Largest graph a dataset file may hold. Agents work on dense [N, N] adjacencies and 2N-token
+# attention per pair, so memory grows with N squared: far beyond the paper's 7-11 nodes, a
+# single file could exhaust the machine before training starts.
+MAX_NODES = 256
+
 
 @dataclass
 class GraphPairDataset:
@@ -215,6 +220,14 @@ def _check_scores(path: Path, key: str, scores: Tensor) -> Tensor:
     return scores
 
 
+def _check_counts(path: Path, num_pairs: int, num_nodes: int) -> None:
+    """A dataset needs pairs, and graphs no larger than :data:`MAX_NODES`."""
+    if num_pairs == 0:
+        raise _fail(path, "holds no graph pairs")
+    if num_nodes > MAX_NODES:
+        raise _fail(path, f"has graphs of {num_nodes} nodes; at most {MAX_NODES} are supported")
+
+
 def _check_adjacency(path: Path, adjacency: Tensor, node_mask: Tensor) -> None:
     """Symmetric, no self loops, no edges at padding nodes (bool ``[pairs, 2, N, N]``)."""
     if bool((adjacency != adjacency.transpose(-1, -2)).any()):
@@ -283,7 +296,8 @@ def _load_original(path: Path, data: dict) -> GraphPairDataset:
         if bool((side_sizes < 1).any()):
             raise _fail(path, f"'sizes_{side}' must be positive")
         sizes.append(side_sizes)
-    num_nodes = int(torch.stack(sizes).max()) if num_pairs > 0 else 0
+    _check_counts(path, num_pairs, int(torch.stack(sizes).max()) if num_pairs > 0 else 0)
+    num_nodes = int(torch.stack(sizes).max())
     adjacency = []
     for side, side_sizes in zip("ab", sizes, strict=True):
         edge_index = _tensor(path, data, f"edge_index_{side}", 2)
@@ -321,6 +335,7 @@ def _load_ours(path: Path, data: dict) -> GraphPairDataset:
         raise _fail(
             path, f"'adjacency' has shape {list(adjacency.shape)}, expected [pairs, 2, N, N]"
         )
+    _check_counts(path, num_pairs, num_nodes)
     sizes = _tensor(path, data, "sizes", 2).long()
     if sizes.shape != (num_pairs, 2):
         raise _fail(path, f"'sizes' has shape {list(sizes.shape)}, expected [{num_pairs}, 2]")

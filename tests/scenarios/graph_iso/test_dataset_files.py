@@ -212,6 +212,22 @@ BAD_FILES = {
         "'sizes_a' has 3 entries but 'wl_scores' has 2",
     ),
     "zero size": (original_with(sizes_a=torch.tensor([0, 4], dtype=torch.int32)), "positive"),
+    "no pairs": (
+        {
+            "edge_index_a": torch.zeros(2, 0, dtype=torch.long),
+            "edge_index_b": torch.zeros(2, 0, dtype=torch.long),
+            "slices_a": torch.zeros(1, dtype=torch.long),
+            "slices_b": torch.zeros(1, dtype=torch.long),
+            "sizes_a": torch.zeros(0, dtype=torch.int32),
+            "sizes_b": torch.zeros(0, dtype=torch.int32),
+            "wl_scores": torch.zeros(0, dtype=torch.int32),
+        },
+        "holds no graph pairs",
+    ),
+    "huge graphs": (
+        original_with(sizes_a=torch.tensor([3, 30000], dtype=torch.int32)),
+        "has graphs of 30000 nodes; at most 256",
+    ),
     "bad score": (original_with(wl_scores=torch.tensor([0, -1])), "-1 or positive"),
     "one-directional edges": (
         original_with(
@@ -243,6 +259,14 @@ BAD_FILES = {
     "ours: edge beyond size": (ours_with(adjacency=edge_beyond_size()), "beyond its graph"),
     "ours: size too large": (ours_with(sizes=torch.tensor([[3, 4]])), "between 1 and N = 3"),
     "ours: sizes shape": (ours_with(sizes=torch.tensor([3, 2])), "'sizes' has shape"),
+    "ours: no pairs": (
+        ours_with(
+            adjacency=torch.zeros(0, 2, 3, 3, dtype=torch.bool),
+            sizes=torch.zeros(0, 2, dtype=torch.long),
+            wl_score=torch.zeros(0, dtype=torch.long),
+        ),
+        "holds no graph pairs",
+    ),
     "ours: scores length": (ours_with(wl_score=torch.tensor([-1, 2])), "'wl_score' has 2"),
 }
 

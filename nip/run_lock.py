@@ -1,0 +1,65 @@
+"""One writer per run directory: an advisory lock held for the whole run.
+
+The lock is ``fcntl.flock`` on ``<run dir>/.lock``. The kernel releases it when the holding
+process exits, however it exits (``SIGKILL`` included), so a crashed run never leaves a stale
+lock behind; the file's content (PID and host of the holder) only serves the error message.
+"""
+
+import contextlib
+import fcntl
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from nip.errors import NipError
+
+LOCK_FILE = ".lock"
+
+# Run directories this process holds, with how many nested holders each has: taking the lock
+# again from the same process (the CLI and then run_experiment) must not block on itself.
+_held: dict[Path, list] = {}
+
+
+class RunDirectoryLockedError(NipError):
+    """Another process is writing to the run directory."""
+
+
+@contextlib.contextmanager
+def run_directory_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's lock for the duration of the block.
+
+    Raises
+    ------
+    RunDirectoryLockedError
+        If another process holds it; the message names the directory and the holder.
+    """
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _held:
+        _held[run_dir][1] += 1
+        try:
+            yield
+        finally:
+            _held[run_dir][1] -= 1
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise RunDirectoryLockedError(
+                f"the run directory {run_dir} is in use by {holder}; wait for it to finish "
+                f"or choose another hydra.run.dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        _held[run_dir] = [fd, 1]
+        try:
+            yield
+        finally:
+            del _held[run_dir]
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

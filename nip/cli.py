@@ -1,5 +1,6 @@
 """Shared helpers of the Hydra entry points: one-line errors and config pre-flight."""
 
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 from omegaconf.errors import OmegaConfBaseException
 
 from nip.errors import NipError
+from nip.utils.signals import StopNow
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = str(ROOT / "conf")
@@ -37,10 +39,10 @@ def one_line(error: BaseException) -> str:
     return ": ".join(parts) if parts else "unknown error"
 
 
-def fail(message: str) -> None:
-    """Print ``nip: error: message`` to stderr and exit with status 2."""
-    print(f"nip: error: {message}", file=sys.stderr)
-    sys.exit(2)
+def fail(message: str, *, status: int = 2, prefix: str = "nip: error: ") -> None:
+    """Print ``nip: error: message`` (or another prefix) to stderr and exit with ``status``."""
+    print(f"{prefix}{message}", file=sys.stderr)
+    sys.exit(status)
 
 
 def preflight(config_name: str, argv: list[str]) -> None:
@@ -76,6 +78,19 @@ def guarded(task: Callable[[], object]) -> object:
     try:
         return task()
     except NipError as e:
-        fail(str(e))
+        fail(
+            str(e),
+            status=getattr(e, "exit_code", 2),
+            prefix=getattr(e, "prefix", "nip: error: "),
+        )
     except OmegaConfBaseException as e:
         fail(one_line(e))
+    except (KeyboardInterrupt, StopNow) as e:
+        # Outside the training loop (which stops cleanly on its own), or a second signal.
+        signum = getattr(e, "signum", signal.SIGINT)
+        fail(
+            f"stopped by {signal.Signals(signum).name}; files written so far are intact "
+            "(checkpoints are written atomically)",
+            status=128 + signum,
+            prefix="nip: ",
+        )

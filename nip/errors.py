@@ -23,3 +23,13 @@ class NipCheckpointError(NipError):
 
 class NipRunError(NipError):
     """A run cannot go on for a reason the user can act on (divergence, a damaged history)."""
+
+
+class NipInterrupted(NipError):
+    """The run stopped on a signal; its exit status is the conventional 128 + signal number."""
+
+    prefix = "nip: "
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum

@@ -27,6 +27,7 @@ class MetricsFile:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._count: int | None = None  # complete lines, once known
 
     def read(self) -> list[dict[str, Any]]:
         """All complete lines.
@@ -59,18 +60,23 @@ class MetricsFile:
         return rows
 
     def num_lines(self) -> int:
-        """Number of complete lines."""
-        return len(self.read())
+        """Number of complete lines (counted once, then kept up to date by this object)."""
+        if self._count is None:
+            self._count = len(self.read())
+        return self._count
 
     def append(self, row: dict[str, Any]) -> None:
         """Append one line and flush it to disk."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        count = self.num_lines()
         with self.path.open("a") as f:
             f.write(json.dumps({k: _jsonable(v) for k, v in row.items()}) + "\n")
             f.flush()
+        self._count = count + 1
 
     def truncate(self, num_lines: int) -> None:
         """Keep only the first ``num_lines`` lines (atomically), dropping work to be redone."""
+        self._count = None
         if not self.path.exists():
             return
         data = self.path.read_bytes()

@@ -200,3 +200,60 @@ def test_unwritable_evaluation_output_fails_before_the_work(tmp_path, monkeypatc
     )
     with pytest.raises(NipConfigError, match="cannot write there"):
         evaluate(args)
+
+
+SIGNAL_RUN_ARGS = ["checkpoint.interval=1000", "trainer.test_interval=0"]
+
+
+@pytest.fixture(scope="module")
+def straight_signal_run(tmp_path_factory):
+    """Metrics of an uninterrupted 12-iteration tiny run (no checkpoints until the end)."""
+    from tests.test_cli import metrics
+
+    base = tmp_path_factory.mktemp("signals")
+    run_dir = base / "straight"
+    result = nip("nip.run", *tiny(run_dir, base / "cache", 12), *SIGNAL_RUN_ARGS)
+    assert result.returncode == 0, result.stderr
+    return metrics(run_dir), base / "cache"
+
+
+@pytest.mark.parametrize(
+    ("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGUSR2, 140)]
+)
+def test_stop_signal_writes_a_checkpoint_and_the_rerun_resumes_exactly(
+    tmp_path, straight_signal_run, sig, status
+):
+    """A signal mid-run: one line, status 128 + signal, a checkpoint of the last iteration
+    boundary although checkpoint.interval is 1000, and a re-run ends exactly like the
+    uninterrupted run."""
+    from tests.test_cli import metrics
+
+    expected, cache = straight_signal_run
+    run_dir = tmp_path / "run"
+    args = [*tiny(run_dir, cache, 12), *SIGNAL_RUN_ARGS]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nip.run", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    path = run_dir / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (path.exists() and len(path.read_text().splitlines()) >= 2):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == status, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"nip: stopped by {signal.Signals(sig).name} during iteration")
+    assert "Traceback" not in stderr
+    from nip.checkpointing import load_checkpoint_file
+
+    state = load_checkpoint_file(run_dir / "checkpoints" / "state.pt")
+    assert 2 <= state["iteration"] < 12
+    assert state["metrics_lines"] == state["iteration"]
+    result = nip("nip.run", *args)
+    assert result.returncode == 0, result.stderr
+    assert metrics(run_dir) == expected

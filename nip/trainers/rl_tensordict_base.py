@@ -1,11 +1,13 @@
 """The TensorDict RL trainer: collect, compute advantages, update, log, checkpoint, resume."""
 
 import contextlib
+import copy
 import dataclasses
 import json
 import math
 import os
 import platform
+import signal
 import time
 from abc import abstractmethod
 from collections.abc import Iterator
@@ -35,7 +37,7 @@ from nip.checkpointing import (
     tensordict_to_state,
 )
 from nip.config.root import science_dict
-from nip.errors import NipCheckpointError, NipRunError
+from nip.errors import NipCheckpointError, NipInterrupted, NipRunError
 from nip.evaluation import EpisodeResults, episode_stats, run_episodes
 from nip.metrics import MetricsFile
 from nip.operators import (
@@ -54,10 +56,15 @@ from nip.trainers.param_freezer import ParamGroupFreezer
 from nip.trainers.pretraining import pretrain_policy_bodies
 from nip.trainers.trainer_base import Trainer, TrainerState, attach_progress_bar
 from nip.utils.seeding import derive_seed, fork_rng, set_global_seed
+from nip.utils.signals import StopRequests
 
 
 class CheckpointNotFoundError(FileNotFoundError):
     """The run has no checkpoint yet (a fresh run)."""
+
+
+class _StopRequested(Exception):
+    """A stop signal arrived: leave the iteration in progress (handled in the train loop)."""
 
 
 class TensorDictRlTrainer(Trainer):
@@ -98,6 +105,7 @@ class TensorDictRlTrainer(Trainer):
         self._history_in_wandb = False
         # Iteration of the checkpoint on disk (None before the first one).
         self._saved_iteration: int | None = None
+        self._stops = StopRequests()  # active while train() runs
         self.train_collector: Collector | None = None
 
         if hyper_params.trainer.normalize_observations:
@@ -440,6 +448,10 @@ class TensorDictRlTrainer(Trainer):
         log : bool
             Also log the checkpoint as a W&B artifact when a W&B run is active.
         """
+        self._write_checkpoint(self._checkpoint_state(), log=log)
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        """Everything :meth:`save_checkpoint` writes, as it is now (tensors not copied)."""
         state = {
             "format_version": CHECKPOINT_FORMAT_VERSION,
             "iteration": self.state.iteration,
@@ -459,10 +471,14 @@ class TensorDictRlTrainer(Trainer):
         if self.train_collector is not None:
             state["train_env"] = self.scenario_instance.train_environment.env_state()
             state["carrier"] = tensordict_to_state(self.train_collector._carrier)
+        return state
+
+    def _write_checkpoint(self, state: dict[str, Any], log: bool = True) -> None:
+        """Write ``state`` (from :meth:`_checkpoint_state`) atomically; log it to W&B."""
         atomic_write_json(self.checkpoint_metadata_path, self._get_metadata())
         atomic_write_json(self.checkpoint_params_path, state["hyper_params"])
         atomic_torch_save(state, self.checkpoint_state_path)
-        self._saved_iteration = self.state.iteration
+        self._saved_iteration = state["iteration"]
         run = self.settings.wandb_run
         if log and run is not None and getattr(self.hyper_params.logger, "log_checkpoints", True):
             self._add_file_to_wandb_artifact(
@@ -524,13 +540,15 @@ class TensorDictRlTrainer(Trainer):
         else:
             set_global_seed(derive_seed(self.hyper_params.seed, "training"))
         try:
-            if self.state.iteration < t.num_iterations:
-                with contextlib.ExitStack() as stack:
-                    self._build_train_context(stack)
-                    self._run_train_loop()
-            test_stats = self._test_and_log()
-            self.state.tested = True
-            self.save_checkpoint()
+            # SIGTERM, SIGINT and SIGUSR2 stop the loop at a safe point with a checkpoint.
+            with self._stops:
+                if self.state.iteration < t.num_iterations:
+                    with contextlib.ExitStack() as stack:
+                        self._build_train_context(stack)
+                        self._run_train_loop()
+                test_stats = self._test_and_log()
+                self.state.tested = True
+                self.save_checkpoint()
         finally:
             self.train_collector.shutdown()
         if self.settings.wandb_run is not None:
@@ -684,6 +702,12 @@ class TensorDictRlTrainer(Trainer):
         collector_iterator = iter(self.train_collector)
         while self.state.iteration < t.num_iterations:
             iteration = self.state.iteration
+            # The state at this iteration boundary, kept in memory: a stop signal during the
+            # iteration writes it, so at most the iteration in progress is redone on resume
+            # (exactly as if uninterrupted), whatever checkpoint.interval is.
+            boundary = copy.deepcopy(self._checkpoint_state())
+            if self._stops.requested:
+                self._stop(boundary, iteration)
             start = time.perf_counter()
             if t.anneal_lr:
                 for group in self.optimizer.param_groups:
@@ -692,6 +716,8 @@ class TensorDictRlTrainer(Trainer):
                 data, mean_loss_vals, times = self._run_iteration(collector_iterator)
             except FloatingPointError as e:
                 raise self._divergence_error(iteration, str(e)) from e
+            except _StopRequested:
+                self._stop(boundary, iteration)
             elapsed = time.perf_counter() - start
 
             stats = {"iteration": iteration, **self._get_log_stats(data, mean_loss_vals)}
@@ -741,6 +767,7 @@ class TensorDictRlTrainer(Trainer):
         """
         start = time.perf_counter()
         data = next(collector_iterator)
+        self._check_stop()
         collected = time.perf_counter()
         self._estimate_advantages(data)
         advantaged = time.perf_counter()
@@ -754,6 +781,29 @@ class TensorDictRlTrainer(Trainer):
             "time_update_s": updated - advantaged,
         }
         return data, mean_loss_vals, times
+
+    def _check_stop(self) -> None:
+        """Leave the iteration in progress if a stop signal has arrived."""
+        if self._stops.requested:
+            raise _StopRequested
+
+    def _stop(self, boundary: dict[str, Any], iteration: int) -> None:
+        """Write the state of the last iteration boundary and end the run on a signal.
+
+        Raises
+        ------
+        NipInterrupted
+            Always; its exit status is 128 + the signal number.
+        """
+        signum = self._stops.signum
+        self._write_checkpoint(boundary, log=False)
+        name = signal.Signals(signum).name
+        raise NipInterrupted(
+            f"stopped by {name} during iteration {iteration}; a checkpoint after "
+            f"{boundary['iteration']} completed iterations is written to "
+            f"{self.checkpoint_state_path}; run the same command to resume",
+            signum,
+        )
 
     def _divergence_error(self, iteration: int, detail: str) -> NipRunError:
         """The one-line error for a run whose numbers stopped being finite."""
@@ -809,6 +859,7 @@ class TensorDictRlTrainer(Trainer):
                 self.optimizer.zero_grad(set_to_none=True)
                 detached = loss_vals.detach()
                 total = detached if total is None else total + detached
+                self._check_stop()
         return total / (t.num_epochs * num_minibatches)
 
     def _get_log_stats(

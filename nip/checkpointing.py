@@ -1,8 +1,11 @@
 """Atomic checkpoint files and the RNG state that makes a resumed run bit-identical."""
 
+import errno
+import io
 import json
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from nip.errors import NipCheckpointError
+from nip.errors import NipCheckpointError, NipRunError
 
 STATE_FILE = "state.pt"
 CHECKPOINT_FORMAT_VERSION = 1
@@ -24,21 +27,53 @@ def _atomic_write(path: Path, write: Any) -> None:
     half-written file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        _raise_no_space(e, path, f"the previous {path.name} is intact")
+        raise
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            _raise_no_space(e, path, f"the previous {path.name} is intact")
         raise
 
 
+def _raise_no_space(error: OSError, path: Path, intact: str) -> None:
+    """Raise a one-line :class:`NipRunError` if ``error`` is a full disk (or quota)."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise no_space_error(path, intact) from error
+
+
+def no_space_error(path: Path, intact: str) -> NipRunError:
+    """The one-line error for a full disk while writing ``path``; ``intact`` says what is."""
+    try:
+        free = f"{shutil.disk_usage(Path(path).parent).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return NipRunError(
+        f"no space left on the device to write {path} ({free}); {intact}; free some space "
+        f"and run the same command to resume"
+    )
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` that never leaves a partial file at ``path``."""
-    _atomic_write(Path(path), lambda f: torch.save(obj, f))
+    """``torch.save`` that never leaves a partial file at ``path``.
+
+    The object is serialised in memory first, so a full disk shows up as the operating
+    system's ``ENOSPC`` on the plain file write (torch's own writer reports it as a generic
+    ``RuntimeError``).
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getbuffer()
+    _atomic_write(Path(path), lambda f: f.write(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:

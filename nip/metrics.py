@@ -1,11 +1,12 @@
 """The run's ``metrics.jsonl``: one JSON object per training iteration, then the test line."""
 
+import errno
 import json
 import math
 from pathlib import Path
 from typing import Any
 
-from nip.checkpointing import atomic_write_bytes
+from nip.checkpointing import atomic_write_bytes, no_space_error
 from nip.errors import NipRunError
 
 
@@ -69,9 +70,16 @@ class MetricsFile:
         """Append one line and flush it to disk."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         count = self.num_lines()
-        with self.path.open("a") as f:
-            f.write(json.dumps({k: _jsonable(v) for k, v in row.items()}) + "\n")
-            f.flush()
+        line = json.dumps({k: _jsonable(v) for k, v in row.items()}) + "\n"
+        try:
+            with self.path.open("a") as f:
+                f.write(line)
+                f.flush()
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # A partial line is dropped on resume, like any torn line.
+            raise no_space_error(self.path, "its complete lines are intact") from e
         self._count = count + 1
 
     def truncate(self, num_lines: int) -> None:

@@ -257,3 +257,71 @@ def test_stop_signal_writes_a_checkpoint_and_the_rerun_resumes_exactly(
     result = nip("nip.run", *args)
     assert result.returncode == 0, result.stderr
     assert metrics(run_dir) == expected
+
+
+def test_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(
+    tmp_path, tiny_run, monkeypatch
+):
+    """The disk fills up during the second checkpoint (each writes three files, each
+    fsynced): one line naming the file and the free space; the first checkpoint is intact,
+    no temporary file is left, and once there is space again the run resumes."""
+    import errno
+
+    from nip.checkpointing import load_checkpoint_file
+    from nip.errors import NipRunError
+
+    real_fsync = os.fsync
+    calls = []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) >= 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(NipRunError, match="no space left on the device to write") as error:
+        tiny_run(num_iterations=3)
+    assert "MiB free" in str(error.value) and "is intact" in str(error.value)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert load_checkpoint_file(checkpoints / "state.pt")["iteration"] == 1
+    assert not list(checkpoints.glob(".*.tmp"))
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    tiny_run(num_iterations=3)
+    assert load_checkpoint_file(checkpoints / "state.pt")["iteration"] == 3
+
+
+def test_full_disk_while_appending_metrics_is_one_line(tmp_path, monkeypatch):
+    import errno
+    import pathlib
+
+    from nip.errors import NipRunError
+    from nip.metrics import MetricsFile
+
+    metrics = MetricsFile(tmp_path / "metrics.jsonl")
+    metrics.append({"iteration": 0})
+    real_open = pathlib.Path.open
+
+    class FullFile:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            self.f.write(text[:5])  # part of the line reaches the disk
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def open_(self, mode="r", *args, **kwargs):
+        f = real_open(self, mode, *args, **kwargs)
+        return FullFile(f) if mode == "a" else f
+
+    monkeypatch.setattr(pathlib.Path, "open", open_)
+    with pytest.raises(NipRunError, match="its complete lines are intact"):
+        metrics.append({"iteration": 1})
+    monkeypatch.setattr(pathlib.Path, "open", real_open)
+    assert MetricsFile(tmp_path / "metrics.jsonl").read() == [{"iteration": 0}]

@@ -52,7 +52,10 @@ def preflight(config_name: str, argv: list[str]) -> None:
     compose API catches unknown keys, wrong types and unknown group options, and reports them
     in one line. Multirun sweeps and Hydra's own flags are left to Hydra.
     """
-    if any(a in ("-m", "--multirun", "-h", "--help", "--hydra-help", "--info") for a in argv):
+    if any(a in ("-h", "--help", "--hydra-help", "--info") for a in argv):
+        return
+    check_override_grammar(argv)
+    if any(a in ("-m", "--multirun") for a in argv):
         return
     # Overrides are the ``key=value`` words (flag values such as ``--cfg job`` have no ``=``);
     # Hydra's own settings are Hydra's business, except the search path for sweep presets.
@@ -71,6 +74,29 @@ def preflight(config_name: str, argv: list[str]) -> None:
             compose(config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         fail(one_line(e))
+
+
+def check_override_grammar(argv: list[str]) -> None:
+    """Parse every ``key=value`` word (Hydra's own settings too) with Hydra's grammar.
+
+    Hydra reports a value it cannot lex (e.g. an unquoted path with non-ASCII letters) over
+    several lines; here it is one line with the fix.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for word in argv:
+        if "=" not in word or word.startswith("-"):
+            continue
+        try:
+            parser.parse_overrides([word])
+        except HydraException:
+            key, value = word.split("=", 1)
+            fail(
+                f"{word}: Hydra cannot read this value; quote it, e.g. {key}='{value}' "
+                f"(with the quotes protected from the shell: \"{key}='{value}'\")"
+            )
 
 
 def guarded(task: Callable[[], object]) -> object:

@@ -144,6 +144,8 @@ def test_print_composed_config():
         (["trainer.minibatch_size=128"], "minibatch_size"),
         (["scenario.dataset_path={missing}"], "no such file"),
         (["scenario.dataset_path={not_a_dataset}"], "not_a_dataset.txt"),
+        (["hydra.run.dir=/tmp/rün"], "Hydra cannot read this value; quote it"),
+        (["checkpoint.interval=0"], "checkpoint.interval must be >= 1"),
     ],
 )
 def test_bad_input_is_one_line(finished_run, tmp_path, overrides, message):

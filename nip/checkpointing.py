@@ -33,6 +33,8 @@ def _atomic_write(path: Path, write: Any) -> None:
         _raise_no_space(e, path, f"the previous {path.name} is intact")
         raise
     try:
+        # mkstemp creates the file private (0600); give it the mode a plain open would.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -43,6 +45,13 @@ def _atomic_write(path: Path, write: Any) -> None:
         if isinstance(e, OSError):
             _raise_no_space(e, path, f"the previous {path.name} is intact")
         raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _raise_no_space(error: OSError, path: Path, intact: str) -> None:

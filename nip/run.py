@@ -2,6 +2,7 @@
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -12,14 +13,30 @@ from omegaconf import DictConfig, OmegaConf
 from nip.cli import CONFIG_DIR, guarded, preflight, with_sweeps_searchpath
 from nip.config import HyperParameters, register_configs, validate_hyper_params
 from nip.experiment_settings import ExperimentSettings, resolve_device
+from nip.run_files import DeferredRunFiles
 from nip.run_lock import run_directory_lock
 from nip.utils.cpu import check_shared_cores
 
 log = logging.getLogger("nip")
 
 
-def run_experiment(hyper_params: HyperParameters, settings: ExperimentSettings):
+def run_experiment(
+    hyper_params: HyperParameters,
+    settings: ExperimentSettings,
+    on_accepted: Callable[[], None] | None = None,
+):
     """Build the scenario and the trainer, train (or resume) and test.
+
+    Parameters
+    ----------
+    hyper_params : HyperParameters
+        The experiment.
+    settings : ExperimentSettings
+        Where and how it runs.
+    on_accepted : callable, optional
+        Called once every check has passed (the trainer is built, its checkpoint, if any,
+        loaded and found to be of the same experiment), just before training starts: the
+        command line writes the run's ``.hydra/`` and ``run.log`` there.
 
     Returns
     -------
@@ -32,6 +49,8 @@ def run_experiment(hyper_params: HyperParameters, settings: ExperimentSettings):
     with run_directory_lock(settings.run_dir):
         scenario_instance = build_scenario_instance(hyper_params, settings)
         trainer = build_trainer(hyper_params, scenario_instance, settings)
+        if on_accepted is not None:
+            on_accepted()
         try:
             trainer.train()
         finally:
@@ -67,10 +86,17 @@ def _hydra_main(cfg: DictConfig) -> None:
     def task():
         hyper_params = OmegaConf.to_object(cfg)
         validate_hyper_params(hyper_params)
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-        # Before anything of ours is written (the W&B run id, checkpoints, metrics).
-        with run_directory_lock(run_dir):
-            run_experiment(hyper_params, settings_from_hyper_params(hyper_params, run_dir))
+        hydra_config = HydraConfig.get()
+        run_dir = Path(hydra_config.runtime.output_dir)
+        overrides = list(hydra_config.overrides.task)
+        # The lock comes before anything of ours is written (the W&B run id, checkpoints,
+        # metrics); .hydra/ and run.log only once the run is accepted.
+        with (
+            run_directory_lock(run_dir),
+            DeferredRunFiles(run_dir, cfg, hydra_config, overrides) as run_files,
+        ):
+            settings = settings_from_hyper_params(hyper_params, run_dir)
+            run_experiment(hyper_params, settings, on_accepted=run_files.accept)
 
     guarded(task)
 

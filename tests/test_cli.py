@@ -146,6 +146,7 @@ def test_print_composed_config():
         (["scenario.dataset_path={not_a_dataset}"], "not_a_dataset.txt"),
         (["hydra.run.dir=/tmp/rün"], "Hydra cannot read this value; quote it"),
         (["checkpoint.interval=0"], "checkpoint.interval must be >= 1"),
+        (["trainer.lr=0.001"], "holds a checkpoint of a different experiment"),
     ],
 )
 def test_bad_input_is_one_line(finished_run, tmp_path, overrides, message):
@@ -155,8 +156,7 @@ def test_bad_input_is_one_line(finished_run, tmp_path, overrides, message):
     overrides = [
         o.format(missing=tmp_path / "missing.pt", not_a_dataset=not_a_dataset) for o in overrides
     ]
-    checkpoint = run_dir / "checkpoints" / "state.pt"
-    before = checkpoint.read_bytes(), (run_dir / "metrics.jsonl").read_text()
+    before = files_of(run_dir)
     # Run in the finished run's directory: a failure must not touch its results.
     result = nip("nip.run", *tiny(run_dir, cache), *overrides)
     assert result.returncode == 2, result.stderr
@@ -164,7 +164,17 @@ def test_bad_input_is_one_line(finished_run, tmp_path, overrides, message):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("nip: error:") and message in lines[0], lines[0]
     assert "Traceback" not in result.stderr
-    assert (checkpoint.read_bytes(), (run_dir / "metrics.jsonl").read_text()) == before
+    # Every file of the run directory is as it was, .hydra/ and run.log included.
+    assert files_of(run_dir) == before
+
+
+def files_of(run_dir: Path) -> dict[str, bytes]:
+    """Every file below ``run_dir`` but the lock (whose note names its latest holder)."""
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path):

@@ -17,7 +17,7 @@ from omegaconf import MISSING, OmegaConf
 
 from nip.checkpointing import atomic_write_json, load_checkpoint_file, resolve_checkpoint_path
 from nip.cli import guarded, one_line
-from nip.config.root import hyper_params_from_dict
+from nip.config.root import check_model_fits, hyper_params_from_dict
 from nip.evaluation import EpisodeResults, episode_stats, run_episodes
 from nip.experiment_settings import resolve_device
 from nip.factory import MAX_EVAL_ENVS
@@ -83,6 +83,9 @@ def evaluate(args: EvaluateArgs) -> dict[str, float]:
     device = resolve_device(args.device)
     dataset = load_pairs_file(Path(args.dataset.path).expanduser())
     protocol_handler = build_protocol_handler(hp.protocol)
+    # The stored settings decide the networks' size: refuse before allocating them.
+    num_envs = min(len(dataset), MAX_EVAL_ENVS)
+    check_model_fits(hp, protocol_handler.agent_names, num_envs, dataset.max_nodes)
     policy, _ = build_combined_agents(
         protocol_handler, hp.scenario, dataset.max_nodes, hp.seed, hp.trainer.use_shared_body
     )
@@ -92,7 +95,7 @@ def evaluate(args: EvaluateArgs) -> dict[str, float]:
         GraphIsoEnvironment(
             dataset,
             protocol_handler,
-            min(len(dataset), MAX_EVAL_ENVS),
+            num_envs,
             message_size=hp.scenario.message_size,
             seed=args.seed,
             shuffle=False,

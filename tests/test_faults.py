@@ -68,6 +68,10 @@ def test_lock_is_reentrant_within_a_process(tmp_path):
             lambda hp: setattr(hp.trainer, "frames_per_batch", 8 * 10**9),
             "trainer.frames_per_batch=8000000000 needs about",
         ),
+        (
+            lambda hp: setattr(hp.scenario.prover, "d_gin_mlp", 10**9),
+            "the agents' networks .* need about",
+        ),
     ],
 )
 def test_out_of_range_settings_are_refused_at_validation(tmp_path, change, message):
@@ -325,3 +329,26 @@ def test_full_disk_while_appending_metrics_is_one_line(tmp_path, monkeypatch):
         metrics.append({"iteration": 1})
     monkeypatch.setattr(pathlib.Path, "open", real_open)
     assert MetricsFile(tmp_path / "metrics.jsonl").read() == [{"iteration": 0}]
+
+
+def test_evaluating_a_checkpoint_that_asks_for_a_huge_model_is_refused(tmp_path, tiny_run):
+    """The checkpoint's stored settings decide the networks: checked before allocating."""
+    from nip.checkpointing import atomic_torch_save, load_checkpoint_file
+    from nip.errors import NipConfigError
+    from nip.evaluate import DatasetArgs, EvaluateArgs, evaluate
+    from nip.scenarios.graph_iso.dataset import save_pairs_file
+    from tests.helpers import random_pairs
+
+    tiny_run(num_iterations=1)
+    state = load_checkpoint_file(tmp_path / "run" / "checkpoints" / "state.pt")
+    state["hyper_params"]["scenario"]["prover"]["d_gin_mlp"] = 10**9
+    atomic_torch_save(state, tmp_path / "huge.pt")
+    save_pairs_file(random_pairs(10, 6), tmp_path / "pairs.pt")
+    args = EvaluateArgs(
+        checkpoint=str(tmp_path / "huge.pt"),
+        dataset=DatasetArgs(path=str(tmp_path / "pairs.pt")),
+        device="cpu",
+        output=str(tmp_path / "out.json"),
+    )
+    with pytest.raises(NipConfigError, match="need about .* GB for a batch of 10"):
+        evaluate(args)

@@ -121,6 +121,36 @@ def frame_bytes(hp: HyperParameters, num_agents: int, num_channels: int) -> int:
     return 4 * floats + 2 * nodes * nodes // 2
 
 
+def model_bytes(
+    hp: HyperParameters, agent_names: tuple[str, ...], batch: int, max_nodes: int | None = None
+) -> int:
+    """A rough lower bound on the memory the agents' networks need for one batch.
+
+    Per agent, an actor and a critic body (twice the bytes of their weights, gradients and
+    two Adam moments) plus the activations of a forward and backward pass over ``batch``
+    pairs of graphs with ``max_nodes`` nodes (default: the largest generated size): the
+    GIN's node features, the transformer's tokens and attention maps.
+    """
+    s, p = hp.scenario, hp.protocol
+    nodes = 2 * (max_nodes or max(s.graph_sizes))
+    tokens = nodes + 2
+    total = 0
+    for name in agent_names:
+        a = s.verifier if "verifier" in name or name == "simulator" else s.prover
+        params = a.num_gnn_layers * 2 * a.d_gnn * a.d_gin_mlp
+        params += a.num_transformer_layers * (
+            4 * a.d_transformer**2 + 2 * a.d_transformer * a.d_transformer_mlp
+        )
+        params += a.d_node_selector**2 + a.d_decider**2 + a.d_value**2
+        params += p.max_message_rounds * s.message_size * 3 * a.d_gnn
+        activations = nodes * a.num_gnn_layers * (a.d_gnn + a.d_gin_mlp)
+        activations += a.num_transformer_layers * (
+            tokens * (3 * a.d_transformer + a.d_transformer_mlp) + a.num_heads * tokens**2
+        )
+        total += 2 * (16 * params + 4 * 2 * batch * activations)
+    return total
+
+
 def available_memory_bytes() -> int | None:
     """``MemAvailable`` from ``/proc/meminfo`` (``None`` where it cannot be read)."""
     try:
@@ -252,16 +282,40 @@ def validate_hyper_params(hp: HyperParameters) -> None:
                 f"for scenario.{role}",
             )
 
-    # Last: the estimate needs every size above to be valid.
+    # Last: the estimates need every size above to be valid.
     handler = build_protocol_handler(p)
-    need_bytes = 2 * t.frames_per_batch * frame_bytes(hp, handler.num_agents, handler.num_channels)
     available = available_memory_bytes()
+    if available is None:
+        return
+    frames = 2 * t.frames_per_batch * frame_bytes(hp, handler.num_agents, handler.num_channels)
     need(
-        available is None or need_bytes <= available,
-        f"trainer.frames_per_batch={t.frames_per_batch} needs about {need_bytes / 1e9:,.1f} GB "
+        frames <= available,
+        f"trainer.frames_per_batch={t.frames_per_batch} needs about {frames / 1e9:,.1f} GB "
         f"for one iteration's frames (the batch and the replay buffer), more than the "
-        f"{(available or 0) / 1e9:,.1f} GB of memory available",
+        f"{available / 1e9:,.1f} GB of memory available",
     )
+    # The largest batch the networks see: a minibatch, or all environments while collecting.
+    check_model_fits(hp, handler.agent_names, max(t.minibatch_size, t.frames_per_batch // steps))
+
+
+def check_model_fits(
+    hp: HyperParameters, agent_names: tuple[str, ...], batch: int, max_nodes: int | None = None
+) -> None:
+    """Refuse networks that obviously cannot fit in this machine's memory.
+
+    Raises
+    ------
+    NipConfigError
+        With the estimate (see :func:`model_bytes`) and the memory available.
+    """
+    available = available_memory_bytes()
+    networks = model_bytes(hp, agent_names, batch, max_nodes)
+    if available is not None and networks > available:
+        raise NipConfigError(
+            f"the agents' networks (scenario.prover / scenario.verifier sizes) need about "
+            f"{networks / 1e9:,.1f} GB for a batch of {batch}, more than the "
+            f"{available / 1e9:,.1f} GB of memory available"
+        )
 
 
 def hyper_params_from_dict(d: dict[str, Any]) -> HyperParameters:

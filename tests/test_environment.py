@@ -153,3 +153,12 @@ def test_turn_masks_adp():
     nodes, decisions = _masks_over_an_episode(params, 2)
     assert nodes == [[[True], [False]], [[False], [False]]]
     assert decisions == [[False, False], [False, True]]
+
+
+def test_data_cycler_refuses_an_empty_dataset():
+    import pytest
+
+    from nip.scenarios.graph_iso.environment import DataCycler
+
+    with pytest.raises(ValueError, match="at least one item"):
+        DataCycler(0, torch.Generator())

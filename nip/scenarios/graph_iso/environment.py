@@ -38,6 +38,9 @@ class DataCycler:
     """
 
     def __init__(self, num_items: int, generator: torch.Generator, shuffle: bool = True):
+        if num_items < 1:
+            # take() would loop forever on empty epochs.
+            raise ValueError("a data cycler needs at least one item")
         self.num_items = num_items
         self.generator = generator
         self.shuffle = shuffle

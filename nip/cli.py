@@ -45,33 +45,100 @@ def fail(message: str, *, status: int = 2, prefix: str = "nip: error: ") -> None
     sys.exit(status)
 
 
+# Largest number of compositions the pre-flight check makes for the values of sweeps.
+MAX_PREFLIGHT_COMPOSITIONS = 64
+
+
+def _flag_value(argv: list[str], short: str, long: str) -> str | None:
+    """The value of ``-x VALUE``, ``--long VALUE`` or ``--long=VALUE`` in ``argv``."""
+    for i, word in enumerate(argv):
+        if word in (short, long) and i + 1 < len(argv):
+            return argv[i + 1]
+        if word.startswith(long + "="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def _sweep_variants(overrides: list[str]) -> list[list[str]]:
+    """Concrete override lists that together try every value of every sweep once.
+
+    A sweep (``key=a,b``, ``range(...)``, ``choice(...)``) cannot be composed as it is; the
+    first variant takes each sweep's first value, and each further one changes one sweep to
+    another of its values.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    sweeps: dict[int, list[str]] = {}
+    for i, word in enumerate(overrides):
+        override = parser.parse_overrides([word])[0]
+        if override.is_sweep_override():
+            key = word.split("=", 1)[0]
+            sweeps[i] = [f"{key}={_quoted(value)}" for value in override.sweep_string_iterator()]
+    base = [sweeps[i][0] if i in sweeps else word for i, word in enumerate(overrides)]
+    variants = [base]
+    for i, values in sweeps.items():
+        for value in values[1:]:
+            variants.append([*base[:i], value, *base[i + 1 :]])
+    return variants[:MAX_PREFLIGHT_COMPOSITIONS]
+
+
+def _quoted(value: str) -> str:
+    """``value`` as Hydra reads it back: quoted when its characters need it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        OverridesParser.create().parse_overrides([f"x={value}"])
+        return value
+    except HydraException:
+        return "'" + value.replace("'", "\\'") + "'"
+
+
 def preflight(config_name: str, argv: list[str]) -> None:
-    """Compose the config once before Hydra runs, so mistakes get a one-line error.
+    """Compose the config before Hydra runs, so mistakes get a one-line error.
 
     Hydra reports composition errors over several lines; composing first with Hydra's own
     compose API catches unknown keys, wrong types and unknown group options, and reports them
-    in one line. Multirun sweeps and Hydra's own flags are left to Hydra.
+    in one line. The config name and directories of ``-cn``, ``-cd`` and ``-cp`` are used;
+    sweeps (``key=a,b``) are composed value by value. Hydra's own settings are Hydra's.
     """
     if any(a in ("-h", "--help", "--hydra-help", "--info") for a in argv):
         return
     check_override_grammar(argv)
-    if any(a in ("-m", "--multirun") for a in argv):
-        return
-    # Overrides are the ``key=value`` words (flag values such as ``--cfg job`` have no ``=``);
-    # Hydra's own settings are Hydra's business, except the search path for sweep presets.
+    config_dir = CONFIG_DIR
+    config_path = _flag_value(argv, "-cp", "--config-path")
+    if config_path is not None:
+        if not Path(config_path).is_absolute():
+            return  # relative to the calling module: Hydra's business
+        config_dir = config_path
+    config_name = _flag_value(argv, "-cn", "--config-name") or config_name
+    search_path = [f"file://{ROOT / 'multirun_sweeps'}"]
+    extra_dir = _flag_value(argv, "-cd", "--config-dir")
+    if extra_dir is not None:
+        # Hydra searches --config-dir first: the primary config may live there.
+        extra = Path(extra_dir).resolve()
+        if (extra / f"{config_name}.yaml").is_file():
+            search_path.append(f"file://{config_dir}")
+            config_dir = str(extra)
+        else:
+            search_path.append(f"file://{extra}")
+    # Overrides are the ``key=value`` words (flag values such as ``--cfg job`` have no ``=``).
     overrides = [
         a
         for a in argv
         if "=" in a
         and not a.startswith("-")
-        and (a.startswith("hydra.searchpath") or not a.startswith(("hydra.", "hydra/", "+hydra")))
+        and not a.startswith(("hydra.", "hydra/", "+hydra", "++hydra"))
     ]
+    overrides.append(f"hydra.searchpath=[{','.join(search_path)}]")
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
     try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            compose(config_name, overrides=overrides)
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            for variant in _sweep_variants(overrides):
+                compose(config_name, overrides=variant)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         fail(one_line(e))
 

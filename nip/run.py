@@ -81,8 +81,38 @@ def settings_from_hyper_params(hyper_params: HyperParameters, run_dir: Path) -> 
     )
 
 
+# Jobs of a local (in-process) multirun that failed, reported when the sweep ends.
+FAILED_JOBS: list[str] = []
+
+
+def _in_local_multirun() -> bool:
+    """Whether this job is one of a multirun whose jobs run in this process."""
+    from hydra.types import RunMode
+
+    hydra_config = HydraConfig.get()
+    launcher = str(hydra_config.launcher.get("_target_", ""))
+    return hydra_config.mode == RunMode.MULTIRUN and launcher.endswith("BasicLauncher")
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
+    if _in_local_multirun():
+        # A job that fails (its one line is already printed) must not end the other jobs
+        # of the sweep; signals still stop the whole sweep.
+        try:
+            _run_job(cfg)
+        except SystemExit as e:
+            if e.code in (0, None) or (isinstance(e.code, int) and e.code >= 128):
+                raise
+            hydra_config = HydraConfig.get()
+            FAILED_JOBS.append(f"{hydra_config.job.num} ({' '.join(hydra_config.overrides.task)})")
+        return
+    _run_job(cfg)
+
+
+def _run_job(cfg: DictConfig) -> None:
+    """One run, with one-line errors."""
+
     def task():
         hyper_params = OmegaConf.to_object(cfg)
         validate_hyper_params(hyper_params)
@@ -107,6 +137,12 @@ def main() -> None:
     sys.argv = [sys.argv[0], *with_sweeps_searchpath(sys.argv[1:])]
     preflight("config", sys.argv[1:])
     _hydra_main()
+    if FAILED_JOBS:
+        print(
+            f"nip: error: {len(FAILED_JOBS)} job(s) of the sweep failed: {'; '.join(FAILED_JOBS)}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
 
 
 if __name__ == "__main__":

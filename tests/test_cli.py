@@ -217,3 +217,39 @@ def test_multirun_writes_one_run_per_job(tmp_path):
     runs = [metrics(sweep_dir / str(i)) for i in range(2)]
     assert all(len(r) == 2 and "test_mean_accuracy" in r[-1] for r in runs)
     assert runs[0][0] != runs[1][0]  # different seeds, different runs
+
+
+def test_failing_job_of_a_local_multirun_does_not_stop_the_others(tmp_path):
+    """Job 0 is refused (checkpoint.interval=0); job 1 still runs; the sweep then exits 2
+    with one line per failure and a summary."""
+    sweep_dir = tmp_path / "sweep"
+    args = [a for a in tiny(tmp_path / "unused", tmp_path / "cache", 1) if "hydra.run" not in a]
+    result = nip("nip.run", "-m", *args, "checkpoint.interval=0,1", f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("nip: error:")]
+    assert errors[0] == "nip: error: checkpoint.interval must be >= 1, got 0"
+    assert errors[-1].startswith("nip: error: 1 job(s) of the sweep failed: 0 (")
+    assert "Traceback" not in result.stderr
+    assert "test_mean_accuracy" in metrics(sweep_dir / "1")[-1]
+
+
+def test_sweep_preset_combines_with_comma_overrides(monkeypatch):
+    """+sweep=NAME sets multirun mode itself; its pre-flight composes each swept value."""
+    from nip.cli import preflight, with_sweeps_searchpath
+    from nip.config import register_configs
+
+    register_configs()
+    preflight("config", with_sweeps_searchpath(["+sweep=gi_seeds", "trainer.lr=1e-4,3e-4"]))
+    with pytest.raises(SystemExit) as exit_info:
+        preflight("config", with_sweeps_searchpath(["+sweep=gi_seeds", "trainer.lr=1e-4,abc"]))
+    assert exit_info.value.code == 2
+
+
+def test_config_name_and_dir_flags_are_respected(tmp_path):
+    """-cn / -cd: the pre-flight finds the user's primary config (which changes the seed)."""
+    (tmp_path / "myconf.yaml").write_text((ROOT / "conf" / "config.yaml").read_text() + "seed: 5\n")
+    result = nip("nip.run", "-cn", "myconf", "-cd", str(tmp_path), "--cfg", "job")
+    assert result.returncode == 0, result.stderr
+    assert "seed: 5" in result.stdout
+    result = nip("nip.run", "-cn", "myconf", "-cd", str(tmp_path), "trainer.lr=abc")
+    assert result.returncode == 2 and result.stderr.startswith("nip: error:")

@@ -59,8 +59,17 @@ def run_experiment(
     return trainer
 
 
-def settings_from_hyper_params(hyper_params: HyperParameters, run_dir: Path) -> ExperimentSettings:
-    """Runtime settings for a run in ``run_dir`` (starting its W&B run with ``logger=wandb``)."""
+def settings_from_hyper_params(
+    hyper_params: HyperParameters,
+    run_dir: Path,
+    *,
+    sweep_dir: Path | None = None,
+    job_overrides: list[str] | tuple[str, ...] = (),
+) -> ExperimentSettings:
+    """Runtime settings for a run in ``run_dir`` (starting its W&B run with ``logger=wandb``).
+
+    ``sweep_dir`` and ``job_overrides`` name and group the W&B run of a sweep's job.
+    """
     from nip.wandb_run import start_wandb_run
 
     if hyper_params.device.num_threads:
@@ -75,7 +84,9 @@ def settings_from_hyper_params(hyper_params: HyperParameters, run_dir: Path) -> 
         device=device,
         cache_dir=Path(hyper_params.cache_dir).expanduser(),
         progress_bar=hyper_params.logger.progress_bar,
-        wandb_run=start_wandb_run(hyper_params, run_dir),
+        wandb_run=start_wandb_run(
+            hyper_params, run_dir, sweep_dir=sweep_dir, job_overrides=job_overrides
+        ),
         base_run_checkpoint=hyper_params.base_run.run_id,
         logger=log,
     )
@@ -83,6 +94,16 @@ def settings_from_hyper_params(hyper_params: HyperParameters, run_dir: Path) -> 
 
 # Jobs of a local (in-process) multirun that failed, reported when the sweep ends.
 FAILED_JOBS: list[str] = []
+
+
+def _sweep_of_this_job() -> Path | None:
+    """The sweep directory when this job is part of a multirun, else ``None``."""
+    from hydra.types import RunMode
+
+    hydra_config = HydraConfig.get()
+    if hydra_config.mode != RunMode.MULTIRUN:
+        return None
+    return Path(hydra_config.sweep.dir)
 
 
 def _in_local_multirun() -> bool:
@@ -125,7 +146,13 @@ def _run_job(cfg: DictConfig) -> None:
             run_directory_lock(run_dir),
             DeferredRunFiles(run_dir, cfg, hydra_config, overrides) as run_files,
         ):
-            settings = settings_from_hyper_params(hyper_params, run_dir)
+            sweep = _sweep_of_this_job()
+            settings = settings_from_hyper_params(
+                hyper_params,
+                run_dir,
+                sweep_dir=sweep,
+                job_overrides=overrides if sweep is not None else (),
+            )
             run_experiment(hyper_params, settings, on_accepted=run_files.accept)
 
     guarded(task)

@@ -3,6 +3,7 @@
 import dataclasses
 import netrc
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,34 @@ def _has_credentials() -> bool:
         return False
 
 
-def start_wandb_run(hyper_params, run_dir: Path) -> Any:
+def sweep_group(sweep_dir: Path) -> str:
+    """The default W&B group of a sweep's runs: its directory's name.
+
+    Hydra's default sweep directories are ``<date>/<time>``; the date is kept then, so that
+    groups of different days stay apart.
+    """
+    sweep_dir = Path(sweep_dir)
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", sweep_dir.parent.name):
+        return f"{sweep_dir.parent.name}_{sweep_dir.name}"
+    return sweep_dir.name
+
+
+def start_wandb_run(
+    hyper_params,
+    run_dir: Path,
+    *,
+    sweep_dir: Path | None = None,
+    job_overrides: list[str] | tuple[str, ...] = (),
+) -> Any:
     """The W&B run for ``run_dir``: a new one, or the same run id when the run resumes.
 
     The run id is kept in ``run_dir/wandb_run_id.txt``, so re-running in the same directory
     (or a requeued SLURM job) continues the same W&B run; without that file, ``WANDB_RUN_ID``
     names the run to continue. Returns ``None`` without
     ``logger=wandb``.
+
+    A job of a sweep (``sweep_dir`` given) is named by its overrides (``seed=1,trainer.lr=0.001``)
+    and grouped by the sweep (:func:`sweep_group`) unless ``logger.group`` says otherwise.
 
     Raises
     ------
@@ -61,10 +83,10 @@ def start_wandb_run(hyper_params, run_dir: Path) -> Any:
         project=cfg.project,
         entity=cfg.entity,
         id=run_id,
-        name=Path(run_dir).name,
+        name=",".join(job_overrides) or Path(run_dir).name,
         resume="allow",
         mode=cfg.mode,
-        group=cfg.group,
+        group=cfg.group or (sweep_group(sweep_dir) if sweep_dir is not None else None),
         tags=list(cfg.tags),
         notes=cfg.notes,
         dir=str(run_dir),

@@ -146,3 +146,52 @@ def test_resume_falls_back_to_checkpoint_artifact(tmp_path, monkeypatch):
     assert trainer.state.iteration == 2
     restored = load_checkpoint_file(tmp_path / "new_node" / "checkpoints" / "state.pt")
     assert restored["iteration"] == 2
+
+
+def test_sweep_group_names():
+    from pathlib import Path
+
+    from nip.wandb_run import sweep_group
+
+    assert sweep_group(Path("outputs/multirun/2026-12-01/10-00-00")) == "2026-12-01_10-00-00"
+    assert sweep_group(Path("/scratch/my_ablation")) == "my_ablation"
+
+
+def test_sweep_jobs_are_grouped_and_named_by_their_overrides(tmp_path):
+    from tests.test_cli import tiny
+
+    sweep_dir = tmp_path / "lr_sweep"
+    args = [a for a in tiny(tmp_path / "unused", tmp_path / "cache", 1) if "hydra.run" not in a]
+    wandb_args = ["logger=wandb", "logger.mode=offline", "logger.project=nip-tests"]
+    result = cli("-m", *args, *wandb_args, "trainer.lr=0.001,0.002", f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 0, result.stderr
+    for job, lr in ((0, "0.001"), (1, "0.002")):
+        runs = [
+            d
+            for d in (sweep_dir / str(job) / "wandb").iterdir()
+            if d.name.startswith("offline-run")
+        ]
+        logs = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
+        # The name (the command line holds "trainer.lr=0.001,0.002", not job 1's name).
+        assert f"trainer.lr={lr}".encode() in logs
+
+
+def test_sweep_job_group_and_name_reach_wandb_init(tmp_path, monkeypatch):
+    import dataclasses
+
+    from nip.config.runtime import WandbLoggerConfig
+    from nip.wandb_run import start_wandb_run
+
+    captured = {}
+    monkeypatch.setattr(wandb, "init", lambda **kwargs: captured.update(kwargs))
+    hp = tiny_hyper_params(tmp_path / "cache")
+    hp.logger = WandbLoggerConfig(mode="offline")
+    sweep = tmp_path / "multirun" / "2026-12-01" / "10-00-00"
+    start_wandb_run(hp, sweep / "3", sweep_dir=sweep, job_overrides=["seed=2", "trainer.lr=0.01"])
+    assert captured["group"] == "2026-12-01_10-00-00"
+    assert captured["name"] == "seed=2,trainer.lr=0.01"
+    hp.logger = dataclasses.replace(hp.logger, group="mine")
+    start_wandb_run(hp, sweep / "4", sweep_dir=sweep, job_overrides=["seed=3"])
+    assert captured["group"] == "mine" and captured["name"] == "seed=3"
+    start_wandb_run(hp, tmp_path / "single")
+    assert captured["name"] == "single"

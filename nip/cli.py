@@ -74,25 +74,14 @@ def _sweep_variants(overrides: list[str]) -> list[list[str]]:
         override = parser.parse_overrides([word])[0]
         if override.is_sweep_override():
             key = word.split("=", 1)[0]
-            sweeps[i] = [f"{key}={_quoted(value)}" for value in override.sweep_string_iterator()]
+            # The iterator's strings are quoted where Hydra's grammar needs it.
+            sweeps[i] = [f"{key}={value}" for value in override.sweep_string_iterator()]
     base = [sweeps[i][0] if i in sweeps else word for i, word in enumerate(overrides)]
     variants = [base]
     for i, values in sweeps.items():
         for value in values[1:]:
             variants.append([*base[:i], value, *base[i + 1 :]])
     return variants[:MAX_PREFLIGHT_COMPOSITIONS]
-
-
-def _quoted(value: str) -> str:
-    """``value`` as Hydra reads it back: quoted when its characters need it."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    try:
-        OverridesParser.create().parse_overrides([f"x={value}"])
-        return value
-    except HydraException:
-        return "'" + value.replace("'", "\\'") + "'"
 
 
 def preflight(config_name: str, argv: list[str]) -> None:

@@ -70,19 +70,20 @@ class AgentsActionDistribution(Distribution):
 
     @torch.no_grad()
     def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:  # noqa: D102
-        if not (
-            torch.isfinite(self.node_log_probs).all()
-            and torch.isfinite(self.decision_log_probs).all()
-        ):
-            # A diverged policy: say so instead of failing inside torch.multinomial.
-            raise FloatingPointError("the policy's action probabilities are not finite")
         shape = torch.Size(sample_shape)
         node_probs = self.node_log_probs.exp().expand(*shape, *self.node_log_probs.shape)
         decision_probs = self.decision_log_probs.exp().expand(
             *shape, *self.decision_log_probs.shape
         )
-        nodes = torch.multinomial(node_probs.reshape(-1, node_probs.shape[-1]), 1)
-        decision = torch.multinomial(decision_probs.reshape(-1, 3), 1)
+        try:
+            nodes = torch.multinomial(node_probs.reshape(-1, node_probs.shape[-1]), 1)
+            decision = torch.multinomial(decision_probs.reshape(-1, 3), 1)
+        except RuntimeError as e:
+            # Checked only when sampling fails, so the hot path pays nothing: a diverged
+            # policy is reported as such instead of as multinomial's complaint.
+            if not (node_probs.isfinite().all() and decision_probs.isfinite().all()):
+                raise FloatingPointError("the policy's action probabilities are not finite") from e
+            raise
         return self._pack(
             nodes.view(node_probs.shape[:-1]), decision.view(decision_probs.shape[:-1])
         )

@@ -85,7 +85,7 @@ def evaluate(args: EvaluateArgs) -> dict[str, float]:
     protocol_handler = build_protocol_handler(hp.protocol)
     # The stored settings decide the networks' size: refuse before allocating them.
     num_envs = min(len(dataset), MAX_EVAL_ENVS)
-    check_model_fits(hp, protocol_handler.agent_names, num_envs, dataset.max_nodes)
+    check_model_fits(hp, protocol_handler, num_envs, dataset.max_nodes)
     policy, _ = build_combined_agents(
         protocol_handler, hp.scenario, dataset.max_nodes, hp.seed, hp.trainer.use_shared_body
     )

@@ -10,7 +10,7 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type, step_mdp
 
 from nip.operators import EPISODE_REWARD_KEY
 from nip.protocols.base import CONTINUE
-from nip.stats import outcome_stats
+from nip.stats import decided_correctly, outcome_stats
 
 
 @dataclass
@@ -49,7 +49,7 @@ class EpisodeResults:
     @property
     def correct(self) -> Tensor:
         """bool ``[E]``: the verifier decided, and rightly."""
-        return (self.decision != CONTINUE) & (self.decision == self.y)
+        return decided_correctly(self.decision, self.y)
 
 
 @torch.no_grad()

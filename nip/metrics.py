@@ -30,12 +30,12 @@ class MetricsFile:
         self.path = Path(path)
         self._count: int | None = None  # complete lines, once known
 
-    def read(self) -> list[dict[str, Any]]:
+    def read(self, skip_damaged: bool = False) -> list[dict[str, Any]]:
         """All complete lines.
 
         A torn last line (a crash mid-write: invalid JSON or UTF-8) is ignored; a damaged
         line with complete lines after it is an error, since dropping it and what follows
-        would silently lose history.
+        would silently lose history, unless ``skip_damaged`` (readers that only display).
 
         Raises
         ------
@@ -52,8 +52,8 @@ class MetricsFile:
             try:
                 rows.append(json.loads(line.decode("utf-8")))
             except (UnicodeDecodeError, json.JSONDecodeError):
-                if number == len(lines):
-                    break  # torn by a crash: the work is redone on resume
+                if number == len(lines) or skip_damaged:
+                    continue  # torn by a crash: the work is redone on resume
                 raise NipRunError(
                     f"{self.path} line {number} is damaged (not UTF-8 JSON) and complete lines "
                     f"follow it; repair or remove that line to resume"

@@ -1,6 +1,5 @@
 """The end-of-run plot: accuracy against chance, how episodes end, per-agent reward."""
 
-import json
 import os
 from pathlib import Path
 
@@ -10,20 +9,11 @@ matplotlib.use("Agg")  # runs on clusters without a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from nip.metrics import MetricsFile  # noqa: E402
+from nip.stats import chance_accuracy  # noqa: E402
+
 # Shares live in [0, 1]; the margin keeps curves at exactly 0 or 1 visible.
 SHARE_LIMITS = (-0.03, 1.03)
-
-
-def _read_rows(metrics_path: Path) -> list[dict]:
-    """The readable lines of a metrics file (a plot shows what it can; damage is skipped)."""
-    path = Path(metrics_path)
-    rows = []
-    for line in path.read_bytes().splitlines() if path.exists() else []:
-        try:
-            rows.append(json.loads(line.decode("utf-8")))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            continue
-    return rows
 
 
 def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -35,10 +25,7 @@ def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
 def _chance(rows: list[dict], key: str) -> float | None:
     """Accuracy of always giving the majority answer, from the rows' label shares."""
     shares = [r[key] for r in rows if r.get(key) is not None]
-    if not shares:
-        return None
-    share = sum(shares) / len(shares)
-    return max(share, 1 - share)
+    return chance_accuracy(sum(shares) / len(shares)) if shares else None
 
 
 def metrics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Figure | None:
@@ -49,7 +36,8 @@ def metrics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Figure |
     always giving the majority answer (per split when their label shares differ). Middle: the share of episodes that ran out of rounds
     and the share the verifier accepted. Right: each agent's mean episode return.
     """
-    rows = _read_rows(metrics_path)
+    # A plot shows what it can: damaged lines are skipped, not an error.
+    rows = MetricsFile(metrics_path).read(skip_damaged=True)
     train = [r for r in rows if "mean_accuracy" in r]
     test = [r for r in rows if "test_mean_accuracy" in r]
     if not train:
@@ -59,19 +47,14 @@ def metrics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Figure |
     if test:
         ax_acc.plot(*_series(test, "test_mean_accuracy"), "o-", label="test", color="C3")
     # Chance differs between the splits when their label shares do (small test sets).
-    chance = {
-        split: _chance(rows_, key)
-        for split, rows_, key in (
-            ("train", train, "isomorphic_fraction"),
-            ("test", test, "test_isomorphic_fraction"),
-        )
-    }
-    chance = {k: v for k, v in chance.items() if v is not None}
-    if len(chance) == 2 and abs(chance["train"] - chance["test"]) < 0.01:
-        chance = {"": chance["train"]}
-    for (split, level), style in zip(chance.items(), ("--", ":"), strict=False):
-        label = f"chance ({split})" if split else "chance"
-        ax_acc.axhline(level, ls=style, color="gray", label=label)
+    train_chance = _chance(train, "isomorphic_fraction")
+    test_chance = _chance(test, "test_isomorphic_fraction")
+    if None not in (train_chance, test_chance) and abs(train_chance - test_chance) >= 0.01:
+        ax_acc.axhline(train_chance, ls="--", color="gray", label="chance (train)")
+        ax_acc.axhline(test_chance, ls=":", color="gray", label="chance (test)")
+    elif train_chance is not None or test_chance is not None:
+        level = train_chance if train_chance is not None else test_chance
+        ax_acc.axhline(level, ls="--", color="gray", label="chance")
     ax_acc.set(xlabel="iteration", ylabel="verifier accuracy", ylim=SHARE_LIMITS, title="Accuracy")
     ax_acc.legend()
 

@@ -108,11 +108,8 @@ def _sweep_of_this_job() -> Path | None:
 
 def _in_local_multirun() -> bool:
     """Whether this job is one of a multirun whose jobs run in this process."""
-    from hydra.types import RunMode
-
-    hydra_config = HydraConfig.get()
-    launcher = str(hydra_config.launcher.get("_target_", ""))
-    return hydra_config.mode == RunMode.MULTIRUN and launcher.endswith("BasicLauncher")
+    launcher = str(HydraConfig.get().launcher.get("_target_", ""))
+    return _sweep_of_this_job() is not None and launcher.endswith("BasicLauncher")
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")

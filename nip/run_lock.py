@@ -16,9 +16,9 @@ from nip.errors import NipError
 
 LOCK_FILE = ".lock"
 
-# Run directories this process holds, with how many nested holders each has: taking the lock
-# again from the same process (the CLI and then run_experiment) must not block on itself.
-_held: dict[Path, list] = {}
+# Run directories this process holds: taking the lock again from the same process (the CLI
+# and then run_experiment) must not block on itself.
+_held: set[Path] = set()
 
 
 class RunDirectoryLockedError(NipError):
@@ -36,11 +36,7 @@ def run_directory_lock(run_dir: Path) -> Iterator[None]:
     """
     run_dir = Path(run_dir).resolve()
     if run_dir in _held:
-        _held[run_dir][1] += 1
-        try:
-            yield
-        finally:
-            _held[run_dir][1] -= 1
+        yield
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILE
@@ -56,10 +52,10 @@ def run_directory_lock(run_dir: Path) -> Iterator[None]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-        _held[run_dir] = [fd, 1]
+        _held.add(run_dir)
         try:
             yield
         finally:
-            del _held[run_dir]
+            _held.discard(run_dir)
     finally:
         os.close(fd)  # closing the descriptor releases the lock

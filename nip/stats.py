@@ -7,7 +7,7 @@ from tensordict import TensorDictBase
 from torch import Tensor
 
 from nip.operators import EPISODE_REWARD_KEY
-from nip.protocols.base import ACCEPT, CONTINUE, REJECT
+from nip.protocols.base import ACCEPT, REJECT
 
 
 def _mean_std(values: Tensor) -> tuple[float, float]:
@@ -37,6 +37,19 @@ def _normalised_entropy(logits: Tensor) -> Tensor:
     return -(log_p.exp() * log_p).sum(-1) / math.log(logits.shape[-1])
 
 
+def decided_correctly(decision: Tensor, y: Tensor) -> Tensor:
+    """bool: the verifier decided, and rightly.
+
+    Labels are 0 or 1, so an undecided episode (``CONTINUE`` = 2) never equals its label.
+    """
+    return decision == y
+
+
+def chance_accuracy(isomorphic_fraction: float) -> float:
+    """Accuracy of always giving the majority answer."""
+    return max(isomorphic_fraction, 1 - isomorphic_fraction)
+
+
 def outcome_stats(
     decision: Tensor, y: Tensor, terminated: Tensor, prefix: str = ""
 ) -> dict[str, float]:
@@ -63,7 +76,7 @@ def outcome_stats(
         right; chance accuracy is the larger of it and its complement) and
         ``num_episodes``.
     """
-    correct = (decision != CONTINUE) & (decision == y)
+    correct = decided_correctly(decision, y)
     stats = {}
     stats[f"{prefix}mean_accuracy"], stats[f"{prefix}std_accuracy"] = _mean_std(correct)
     stats[f"{prefix}terminated_fraction"] = _mean_std(terminated)[0]
@@ -103,7 +116,7 @@ def rollout_stats(
     decision = rollouts["next", "verifier_decision"][done]  # [E]
     y = rollouts["y"][done]
     stats = outcome_stats(decision, y, rollouts["next", "terminated"][..., 0][done], prefix)
-    correct = (decision != CONTINUE) & (decision == y)
+    correct = decided_correctly(decision, y)
     lengths = rollouts["next", "round"][done]
     stats[f"{prefix}mean_episode_length"] = _mean_std(lengths)[0]
 

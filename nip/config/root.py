@@ -2,7 +2,7 @@
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -20,6 +20,9 @@ from nip.config.runtime import (
 from nip.config.scenario import GraphIsoScenarioConfig
 from nip.config.trainer import PpoTrainerConfig
 from nip.errors import NipConfigError
+
+if TYPE_CHECKING:
+    from nip.protocols.base import ProtocolHandler
 
 
 @dataclass
@@ -118,11 +121,14 @@ def frame_bytes(hp: HyperParameters, num_agents: int, num_channels: int) -> int:
     nodes = 2 * max(s.graph_sizes)
     message = num_channels * s.message_size * nodes
     floats = 2 * (2 * p.max_message_rounds * message + message) + num_agents * message
-    return 4 * floats + 2 * nodes * nodes // 2
+    return 4 * floats + nodes * nodes  # adjacency: [2, N, N] bools, observation and next
 
 
 def model_bytes(
-    hp: HyperParameters, agent_names: tuple[str, ...], batch: int, max_nodes: int | None = None
+    hp: HyperParameters,
+    protocol_handler: "ProtocolHandler",
+    batch: int,
+    max_nodes: int | None = None,
 ) -> int:
     """A rough lower bound on the memory the agents' networks need for one batch.
 
@@ -131,12 +137,14 @@ def model_bytes(
     pairs of graphs with ``max_nodes`` nodes (default: the largest generated size): the
     GIN's node features, the transformer's tokens and attention maps.
     """
+    from nip.scenarios.graph_iso.agents import agent_config
+
     s, p = hp.scenario, hp.protocol
     nodes = 2 * (max_nodes or max(s.graph_sizes))
     tokens = nodes + 2
     total = 0
-    for name in agent_names:
-        a = s.verifier if "verifier" in name or name == "simulator" else s.prover
+    for name in protocol_handler.agent_names:
+        a = agent_config(protocol_handler, s, name)
         params = a.num_gnn_layers * 2 * a.d_gnn * a.d_gin_mlp
         params += a.num_transformer_layers * (
             4 * a.d_transformer**2 + 2 * a.d_transformer * a.d_transformer_mlp
@@ -179,14 +187,22 @@ def validate_hyper_params(hp: HyperParameters) -> None:
         if not condition:
             raise NipConfigError(message)
 
-    for key in ("num_iterations", "frames_per_batch", "num_epochs", "minibatch_size"):
+    counts = (
+        "num_iterations",
+        "frames_per_batch",
+        "num_epochs",
+        "minibatch_size",
+        "pretrain_epochs",
+        "pretrain_batch_size",
+    )
+    for key in counts:
         need(getattr(t, key) >= 1, f"trainer.{key} must be at least 1, got {getattr(t, key)}")
     need(t.lr >= 0, f"trainer.lr must be non-negative, got {t.lr}")
     need(t.num_test_passes >= 1, "trainer.num_test_passes must be at least 1")
     need(t.test_interval >= 0, f"trainer.test_interval must be >= 0, got {t.test_interval}")
     need(t.num_normalization_frames >= 1, "trainer.num_normalization_frames must be >= 1")
     need(p.name in PROTOCOL_REGISTRY, f"unknown protocol.name {p.name!r}")
-    build_protocol_handler(p)  # protocols with a fixed structure check their rounds
+    handler = build_protocol_handler(p)  # protocols with a fixed structure check their rounds
     need(p.max_message_rounds >= 1, "protocol.max_message_rounds must be at least 1")
     need(
         p.min_message_rounds <= p.max_message_rounds,
@@ -249,8 +265,6 @@ def validate_hyper_params(hp: HyperParameters) -> None:
     threads = hp.device.num_threads
     need(threads is None or threads >= 1, f"device.num_threads must be >= 1, got {threads}")
     need(t.max_grad_norm > 0, f"trainer.max_grad_norm must be positive, got {t.max_grad_norm}")
-    for key in ("pretrain_epochs", "pretrain_batch_size"):
-        need(getattr(t, key) >= 1, f"trainer.{key} must be at least 1, got {getattr(t, key)}")
     need(t.pretrain_lr >= 0, f"trainer.pretrain_lr must be non-negative, got {t.pretrain_lr}")
     for key in ("rollout_sample_period", "num_rollout_samples"):
         value = getattr(hp.logger, key, 0)
@@ -283,7 +297,6 @@ def validate_hyper_params(hp: HyperParameters) -> None:
             )
 
     # Last: the estimates need every size above to be valid.
-    handler = build_protocol_handler(p)
     available = available_memory_bytes()
     if available is None:
         return
@@ -295,21 +308,29 @@ def validate_hyper_params(hp: HyperParameters) -> None:
         f"{available / 1e9:,.1f} GB of memory available",
     )
     # The largest batch the networks see: a minibatch, or all environments while collecting.
-    check_model_fits(hp, handler.agent_names, max(t.minibatch_size, t.frames_per_batch // steps))
+    check_model_fits(
+        hp, handler, max(t.minibatch_size, t.frames_per_batch // steps), available=available
+    )
 
 
 def check_model_fits(
-    hp: HyperParameters, agent_names: tuple[str, ...], batch: int, max_nodes: int | None = None
+    hp: HyperParameters,
+    protocol_handler: "ProtocolHandler",
+    batch: int,
+    max_nodes: int | None = None,
+    available: int | None = None,
 ) -> None:
     """Refuse networks that obviously cannot fit in this machine's memory.
+
+    ``available`` is the memory to compare with (default: read now).
 
     Raises
     ------
     NipConfigError
         With the estimate (see :func:`model_bytes`) and the memory available.
     """
-    available = available_memory_bytes()
-    networks = model_bytes(hp, agent_names, batch, max_nodes)
+    available = available if available is not None else available_memory_bytes()
+    networks = model_bytes(hp, protocol_handler, batch, max_nodes)
     if available is not None and networks > available:
         raise NipConfigError(
             f"the agents' networks (scenario.prover / scenario.verifier sizes) need about "

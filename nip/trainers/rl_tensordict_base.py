@@ -51,7 +51,7 @@ from nip.operators import (
 from nip.plotting import plot_metrics
 from nip.rollout_samples import log_rollout_samples, sample_episodes
 from nip.scenarios.graph_iso.agents import parameter_groups
-from nip.stats import rollout_stats
+from nip.stats import chance_accuracy, rollout_stats
 from nip.trainers.param_freezer import ParamGroupFreezer
 from nip.trainers.pretraining import pretrain_policy_bodies
 from nip.trainers.trainer_base import Trainer, TrainerState, attach_progress_bar
@@ -61,10 +61,6 @@ from nip.utils.signals import StopRequests
 
 class CheckpointNotFoundError(FileNotFoundError):
     """The run has no checkpoint yet (a fresh run)."""
-
-
-class _StopRequested(Exception):
-    """A stop signal arrived: leave the iteration in progress (handled in the train loop)."""
 
 
 class TensorDictRlTrainer(Trainer):
@@ -100,12 +96,19 @@ class TensorDictRlTrainer(Trainer):
         self.train_environment = add_episode_return(scenario_instance.train_environment)
         self.test_environment = add_episode_return(scenario_instance.test_environment)
         self.metrics = MetricsFile(settings.run_dir / "metrics.jsonl")
+        # What every checkpoint records of the configuration (fixed for the run).
+        self._science_json = json.dumps(science_dict(hyper_params), sort_keys=True)
+        self._hyper_params_json = json.loads(
+            json.dumps(dataclasses.asdict(hyper_params), default=str)
+        )
         self._checkpoint: dict[str, Any] | None = None
         # Set when the checkpoint came from W&B: the history before it is in the W&B run.
         self._history_in_wandb = False
         # Iteration of the checkpoint on disk (None before the first one).
         self._saved_iteration: int | None = None
         self._stops = StopRequests()  # active while train() runs
+        # The state at the current iteration's start (see _run_train_loop).
+        self._boundary: dict[str, Any] | None = None
         self.train_collector: Collector | None = None
 
         if hyper_params.trainer.normalize_observations:
@@ -456,10 +459,8 @@ class TensorDictRlTrainer(Trainer):
             "format_version": CHECKPOINT_FORMAT_VERSION,
             "iteration": self.state.iteration,
             "tested": self.state.tested,
-            "science": json.dumps(science_dict(self.hyper_params), sort_keys=True),
-            "hyper_params": json.loads(
-                json.dumps(dataclasses.asdict(self.hyper_params), default=str)
-            ),
+            "science": self._science_json,
+            "hyper_params": self._hyper_params_json,
             "agent_names": list(self.agent_names),
             "policy": self.scenario_instance.combined_policy.state_dict(),
             "value": self.scenario_instance.combined_value.state_dict(),
@@ -600,10 +601,10 @@ class TensorDictRlTrainer(Trainer):
 
     def _summary(self, test_stats: dict[str, float]) -> str:
         """One line for the end of the run: test accuracy against chance, and outcomes."""
-        iso = test_stats.get("test_isomorphic_fraction", 0.5)
+        chance = chance_accuracy(test_stats["test_isomorphic_fraction"])
         return (
             f"test accuracy {test_stats['test_mean_accuracy']:.3f} "
-            f"(chance {max(iso, 1 - iso):.3f}: always answering the majority label); "
+            f"(chance {chance:.3f}: always answering the majority label); "
             f"ran out of rounds {test_stats['test_terminated_fraction']:.3f}, "
             f"accepted {test_stats['test_accept_fraction']:.3f}, "
             f"rejected {test_stats['test_reject_fraction']:.3f}; "
@@ -705,9 +706,8 @@ class TensorDictRlTrainer(Trainer):
             # The state at this iteration boundary, kept in memory: a stop signal during the
             # iteration writes it, so at most the iteration in progress is redone on resume
             # (exactly as if uninterrupted), whatever checkpoint.interval is.
-            boundary = copy.deepcopy(self._checkpoint_state())
-            if self._stops.requested:
-                self._stop(boundary, iteration)
+            self._boundary = copy.deepcopy(self._checkpoint_state())
+            self._check_stop()
             start = time.perf_counter()
             if t.anneal_lr:
                 for group in self.optimizer.param_groups:
@@ -716,8 +716,6 @@ class TensorDictRlTrainer(Trainer):
                 data, mean_loss_vals, times = self._run_iteration(collector_iterator)
             except FloatingPointError as e:
                 raise self._divergence_error(iteration, str(e)) from e
-            except _StopRequested:
-                self._stop(boundary, iteration)
             elapsed = time.perf_counter() - start
 
             stats = {"iteration": iteration, **self._get_log_stats(data, mean_loss_vals)}
@@ -783,19 +781,16 @@ class TensorDictRlTrainer(Trainer):
         return data, mean_loss_vals, times
 
     def _check_stop(self) -> None:
-        """Leave the iteration in progress if a stop signal has arrived."""
-        if self._stops.requested:
-            raise _StopRequested
-
-    def _stop(self, boundary: dict[str, Any], iteration: int) -> None:
-        """Write the state of the last iteration boundary and end the run on a signal.
+        """If a stop signal has arrived, write the last iteration boundary and end the run.
 
         Raises
         ------
         NipInterrupted
-            Always; its exit status is 128 + the signal number.
+            With exit status 128 + the signal number.
         """
-        signum = self._stops.signum
+        if not self._stops.requested:
+            return
+        signum, boundary, iteration = self._stops.signum, self._boundary, self.state.iteration
         self._write_checkpoint(boundary, log=False)
         name = signal.Signals(signum).name
         raise NipInterrupted(
@@ -848,12 +843,13 @@ class TensorDictRlTrainer(Trainer):
                 minibatch = self.replay_buffer.sample().to(self.device)
                 loss_vals = self.loss_module(minibatch)
                 total_loss = self.loss_module.total_loss(loss_vals)
-                # Never step (let alone checkpoint) on non-finite values: stop instead.
-                if not torch.isfinite(total_loss):
-                    raise FloatingPointError(f"loss {total_loss.item():.4g}")
                 total_loss.backward()
                 norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+                # Never step (let alone checkpoint) on non-finite values: stop instead. One
+                # check per minibatch: a non-finite loss makes the gradient norm non-finite.
                 if not torch.isfinite(norm):
+                    if not torch.isfinite(total_loss):
+                        raise FloatingPointError(f"loss {total_loss.item():.4g}")
                     raise FloatingPointError(f"gradient norm {norm.item():.4g}")
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)

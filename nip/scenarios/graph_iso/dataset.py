@@ -296,8 +296,8 @@ def _load_original(path: Path, data: dict) -> GraphPairDataset:
         if bool((side_sizes < 1).any()):
             raise _fail(path, f"'sizes_{side}' must be positive")
         sizes.append(side_sizes)
-    _check_counts(path, num_pairs, int(torch.stack(sizes).max()) if num_pairs > 0 else 0)
-    num_nodes = int(torch.stack(sizes).max())
+    num_nodes = int(torch.stack(sizes).max()) if num_pairs > 0 else 0
+    _check_counts(path, num_pairs, num_nodes)
     adjacency = []
     for side, side_sizes in zip("ab", sizes, strict=True):
         edge_index = _tensor(path, data, f"edge_index_{side}", 2)

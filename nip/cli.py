@@ -1,5 +1,7 @@
 """Shared helpers of the Hydra entry points: one-line errors and config pre-flight."""
 
+import importlib.util
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -11,9 +13,46 @@ from nip.errors import NipError
 from nip.utils.signals import StopNow
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = str(ROOT / "conf")
+
+
+def shipped_dir(package: str, source_dir: str) -> Path:
+    """The directory of YAML files installed as ``package``, else ``source_dir`` of the checkout.
+
+    conf/ and multirun_sweeps/ stay at the top of the repository; a wheel installs them as
+    the data packages ``nip._conf`` and ``nip._sweeps`` (pyproject.toml maps them). An
+    editable install or a bare checkout has no such directory beside ``nip/``, so the
+    checkout's own directory is used and edits to it take effect without reinstalling.
+    Hydra gets a plain directory either way: its ``pkg://`` source wants an ``__init__.py``
+    in the config package, which conf/ does not have.
+    """
+    try:
+        spec = importlib.util.find_spec(package)
+    except ImportError:
+        spec = None
+    # A wheel's nip/_conf is a namespace package: its directory is its one search location.
+    locations = spec.submodule_search_locations if spec is not None else None
+    for location in locations or []:
+        if Path(location).is_dir():
+            return Path(location)
+    return ROOT / source_dir
+
+
+def hydra_quoted(text: str) -> str:
+    """``text`` as a quoted string of Hydra's override grammar.
+
+    Unquoted, a path with spaces, commas or non-ASCII letters cannot be parsed (and every
+    command adds the sweep presets' path). Within quotes only the quote character and the
+    backslashes before it (or before the closing quote) need escaping.
+    """
+    escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)
+    escaped = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped)
+    return f"'{escaped}'"
+
+
+CONFIG_DIR = str(shipped_dir("nip._conf", "conf"))
 # Sweep presets live in multirun_sweeps/sweep/NAME.yaml and are used as ``+sweep=NAME``.
-SWEEPS_SEARCHPATH = f"hydra.searchpath=[file://{ROOT / 'multirun_sweeps'}]"
+SWEEPS_DIR = shipped_dir("nip._sweeps", "multirun_sweeps")
+SWEEPS_SEARCHPATH = f"hydra.searchpath=[{hydra_quoted(f'file://{SWEEPS_DIR}')}]"
 
 
 def with_sweeps_searchpath(argv: list[str]) -> list[str]:
@@ -102,7 +141,7 @@ def preflight(config_name: str, argv: list[str]) -> None:
             return  # relative to the calling module: Hydra's business
         config_dir = config_path
     config_name = _flag_value(argv, "-cn", "--config-name") or config_name
-    search_path = [f"file://{ROOT / 'multirun_sweeps'}"]
+    search_path = [f"file://{SWEEPS_DIR}"]
     extra_dir = _flag_value(argv, "-cd", "--config-dir")
     if extra_dir is not None:
         # Hydra searches --config-dir first: the primary config may live there.
@@ -120,7 +159,7 @@ def preflight(config_name: str, argv: list[str]) -> None:
         and not a.startswith("-")
         and not a.startswith(("hydra.", "hydra/", "+hydra", "++hydra"))
     ]
-    overrides.append(f"hydra.searchpath=[{','.join(search_path)}]")
+    overrides.append(f"hydra.searchpath=[{','.join(map(hydra_quoted, search_path))}]")
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 

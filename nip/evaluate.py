@@ -150,6 +150,11 @@ def check_writable(path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Parse ``key=value`` arguments against :class:`EvaluateArgs` and evaluate."""
     argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        # Not a key=value argument; answered here so the console script can be explored.
+        defaults = OmegaConf.to_yaml(OmegaConf.structured(EvaluateArgs)).rstrip()
+        print(f"{__doc__.strip()}\n\nArguments (key=value; ??? = required):\n{defaults}")
+        return
 
     def task():
         try:

@@ -9,12 +9,16 @@ import contextlib
 import fcntl
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from nip.errors import NipError
 
 LOCK_FILE = ".lock"
+# ``nip.summarize`` tells a running job by trying the lock (shared) for an instant; a run that
+# starts in that instant waits this long for it before it gives up.
+READER_GRACE_S = 2.0
 
 # Run directories this process holds: taking the lock again from the same process (the CLI
 # and then run_experiment) must not block on itself.
@@ -43,7 +47,7 @@ def run_directory_lock(run_dir: Path) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_waiting_out_readers(fd)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             raise RunDirectoryLockedError(
@@ -59,3 +63,16 @@ def run_directory_lock(run_dir: Path) -> Iterator[None]:
             _held.discard(run_dir)
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _lock_waiting_out_readers(fd: int) -> None:
+    """Take the exclusive lock, retrying for ``READER_GRACE_S`` while it is busy."""
+    deadline = time.monotonic() + READER_GRACE_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)

@@ -53,6 +53,19 @@ def test_lock_is_reentrant_within_a_process(tmp_path):
     assert os.path.exists(tmp_path / ".lock")
 
 
+def test_a_reader_checking_the_lock_does_not_refuse_a_starting_run(tmp_path):
+    """nip.summarize tries the lock (shared) to tell running jobs; a run starting meanwhile
+    waits for it instead of failing as if the directory were in use."""
+    import fcntl
+    import threading
+
+    fd = os.open(tmp_path / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    threading.Timer(0.3, os.close, [fd]).start()
+    with run_directory_lock(tmp_path):
+        pass
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

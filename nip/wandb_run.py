@@ -1,13 +1,11 @@
 """Starting (or resuming) the W&B run of an experiment, when ``logger=wandb``."""
 
 import dataclasses
-import netrc
 import os
 import re
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from nip.checkpointing import atomic_write_text
 from nip.errors import NipConfigError
@@ -16,15 +14,15 @@ RUN_ID_FILE = "wandb_run_id.txt"
 
 
 def _has_credentials() -> bool:
-    """A W&B API key in the environment or in the netrc file that ``wandb login`` writes."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
-    path = os.environ.get("NETRC", os.path.expanduser("~/.netrc"))
-    try:
-        return netrc.netrc(path).authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
+    """Whether wandb finds credentials, wherever it accepts them, without asking the server.
+
+    ``WANDB_API_KEY``, the netrc file ``wandb login`` writes, an ``api_key`` in wandb's settings
+    files, an identity-token file (``WANDB_IDENTITY_TOKEN_FILE``): wandb's own lookup decides,
+    with no prompt and no network request.
+    """
+    import wandb
+
+    return bool(wandb.login(verify=False, prompt=False))
 
 
 def sweep_group(sweep_dir: Path) -> str:
@@ -66,6 +64,7 @@ def start_wandb_run(
         return None
     import wandb
 
+    os.environ.setdefault("WANDB_SILENT", "true")
     if cfg.mode == "online" and not _has_credentials():
         raise NipConfigError(
             "logger.mode=online needs a W&B login: run `wandb login`, set WANDB_API_KEY, "
@@ -78,7 +77,6 @@ def start_wandb_run(
         # WANDB_RUN_ID names the run to continue when the run directory is gone (a new node).
         run_id = os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:12]
         atomic_write_text(id_file, run_id + "\n")
-    os.environ.setdefault("WANDB_SILENT", "true")
     return wandb.init(
         project=cfg.project,
         entity=cfg.entity,

@@ -114,6 +114,38 @@ def test_online_without_credentials_is_one_line(tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("source", ["none", "settings file", "identity token", "netrc"])
+def test_login_check_accepts_what_wandb_accepts(tmp_path, source):
+    """The online-mode login check is wandb's own lookup: credentials in wandb's settings
+    file or an identity-token file count as a login, as a netrc entry does."""
+    import subprocess
+    import sys
+
+    key = "k" * 40
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(
+        HOME=str(tmp_path),
+        NETRC=str(tmp_path / "netrc"),
+        WANDB_CONFIG_DIR=str(tmp_path / "config"),
+        WANDB_SILENT="true",
+    )
+    if source == "settings file":
+        (tmp_path / "config").mkdir()
+        (tmp_path / "config" / "settings").write_text(f"[default]\napi_key = {key}\n")
+    elif source == "identity token":
+        (tmp_path / "token").write_text("a-token\n")
+        env["WANDB_IDENTITY_TOKEN_FILE"] = str(tmp_path / "token")
+    elif source == "netrc":
+        (tmp_path / "netrc").write_text(f"machine api.wandb.ai\n  login user\n  password {key}\n")
+        (tmp_path / "netrc").chmod(0o600)
+    check = "from nip.wandb_run import _has_credentials; print(_has_credentials())"
+    result = subprocess.run(
+        [sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(source != "none")
+
+
 def test_resume_falls_back_to_checkpoint_artifact(tmp_path, monkeypatch):
     """Local files gone, W&B run resumed: the latest checkpoint artifact is used."""
     from nip.checkpointing import load_checkpoint_file

@@ -30,6 +30,13 @@ class NipInterrupted(NipError):
 
     prefix = "nip: "
 
-    def __init__(self, message: str, signum: int):
+    def __init__(self, message: str, signum: int, signals: frozenset[int] = frozenset()):
         super().__init__(message)
+        self.what_happened = message
         self.exit_code = 128 + signum
+        self.signum = signum
+        # Every stop signal that had arrived (the entry point decides on a requeue by them).
+        self.signals = signals or frozenset({signum})
+
+    def __str__(self) -> str:
+        return f"{self.what_happened}; run the same command to resume"

@@ -1,6 +1,8 @@
 """Entry point: ``python -m nip.run [overrides]`` trains one experiment (or a sweep with -m)."""
 
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,10 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from nip.cli import CONFIG_DIR, guarded, preflight, with_sweeps_searchpath
 from nip.config import HyperParameters, register_configs, validate_hyper_params
+from nip.errors import NipInterrupted
 from nip.experiment_settings import ExperimentSettings, resolve_device
 from nip.run_files import DeferredRunFiles
 from nip.run_lock import run_directory_lock
 from nip.utils.cpu import check_shared_cores
+from nip.utils.signals import shield_resource_tracker, submitit_handler
 
 log = logging.getLogger("nip")
 
@@ -74,6 +78,9 @@ def settings_from_hyper_params(
 
     if hyper_params.device.num_threads:
         torch.set_num_threads(hyper_params.device.num_threads)
+    elif os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        # A SLURM job uses the CPUs it was given, not every core of the node.
+        torch.set_num_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
     device = resolve_device(hyper_params.device.type)
     if device.type == "cpu":
         warning = check_shared_cores(torch.get_num_threads())
@@ -132,6 +139,8 @@ def _run_job(cfg: DictConfig) -> None:
     """One run, with one-line errors."""
 
     def task():
+        if submitit_handler(signal.SIGUSR2) is not None:
+            shield_resource_tracker()
         hyper_params = OmegaConf.to_object(cfg)
         validate_hyper_params(hyper_params)
         hydra_config = HydraConfig.get()
@@ -139,20 +148,40 @@ def _run_job(cfg: DictConfig) -> None:
         overrides = list(hydra_config.overrides.task)
         # The lock comes before anything of ours is written (the W&B run id, checkpoints,
         # metrics); .hydra/ and run.log only once the run is accepted.
-        with (
-            run_directory_lock(run_dir),
-            DeferredRunFiles(run_dir, cfg, hydra_config, overrides) as run_files,
-        ):
-            sweep = _sweep_of_this_job()
-            settings = settings_from_hyper_params(
-                hyper_params,
-                run_dir,
-                sweep_dir=sweep,
-                job_overrides=overrides if sweep is not None else (),
-            )
-            run_experiment(hyper_params, settings, on_accepted=run_files.accept)
+        try:
+            with (
+                run_directory_lock(run_dir),
+                DeferredRunFiles(run_dir, cfg, hydra_config, overrides) as run_files,
+            ):
+                sweep = _sweep_of_this_job()
+                settings = settings_from_hyper_params(
+                    hyper_params,
+                    run_dir,
+                    sweep_dir=sweep,
+                    job_overrides=overrides if sweep is not None else (),
+                )
+                run_experiment(hyper_params, settings, on_accepted=run_files.accept)
+        except NipInterrupted as e:
+            _requeue_if_submitit(e)
+            raise
 
     guarded(task)
+
+
+def _requeue_if_submitit(stop: NipInterrupted) -> None:
+    """In a submitit job stopped by SIGUSR2 (preemption or time limit), requeue it.
+
+    The trainer has written its checkpoint; submitit's own SIGUSR2 handler (back in place
+    now) asks SLURM to requeue the job (counting time-outs against ``max_num_timeout``) and
+    exits; the requeued job runs the same command, which resumes from that checkpoint.
+    Returns only where there is nothing to hand over to.
+    """
+    handler = submitit_handler(signal.SIGUSR2)
+    if handler is None or signal.SIGUSR2 not in stop.signals:
+        return
+    print(f"nip: {stop.what_happened}; requeueing the SLURM job to resume", file=sys.stderr)
+    sys.stderr.flush()
+    handler(signal.SIGUSR2, None)
 
 
 def main() -> None:

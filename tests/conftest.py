@@ -36,3 +36,15 @@ def trainer_datasets(monkeypatch):
         "build_datasets",
         lambda p, c: (random_pairs(120, 6, 0), random_pairs(30, 6, 1)),
     )
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Quote what the SLURM tests saw (preemption and time-out log lines, sacct records)."""
+    import sys
+
+    module = sys.modules.get("tests.test_slurm")
+    lines = getattr(module, "EVIDENCE", [])
+    if lines:
+        terminalreporter.section("SLURM jobs")
+        for line in lines:
+            terminalreporter.write_line(line)

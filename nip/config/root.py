@@ -8,6 +8,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from nip.config.advantage import GaeConfig
+from nip.config.launcher import register_resolvers
 from nip.config.loss import ClipLossConfig
 from nip.config.protocol import MultiProverProtocolConfig, ProtocolConfig
 from nip.config.runtime import (
@@ -77,6 +78,7 @@ PROTOCOL_SCHEMA_BY_NAME = {"debate": "multi_prover", "mnip": "multi_prover"}
 
 def register_configs() -> None:
     """Register the root schema and every group schema in Hydra's ConfigStore."""
+    register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=HyperParameters)
     for group, options in GROUP_SCHEMAS.items():

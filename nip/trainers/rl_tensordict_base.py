@@ -796,8 +796,9 @@ class TensorDictRlTrainer(Trainer):
         raise NipInterrupted(
             f"stopped by {name} during iteration {iteration}; a checkpoint after "
             f"{boundary['iteration']} completed iterations is written to "
-            f"{self.checkpoint_state_path}; run the same command to resume",
+            f"{self.checkpoint_state_path}",
             signum,
+            frozenset(self._stops.received),
         )
 
     def _divergence_error(self, iteration: int, detail: str) -> NipRunError:

@@ -91,8 +91,9 @@ def _job_logs(sweep: Path) -> str:
 
 
 def _job_ids(sweep: Path) -> list[str]:
-    """SLURM ids of the sweep's jobs, from submitit's folders (one per job)."""
-    names = [p.name for p in sweep.glob(".submitit/*") if p.is_dir()]
+    """SLURM ids of the sweep's jobs: submitit's folders holding a job's pickle (an array's
+    own folder holds only its submission script)."""
+    names = [p.name for p in sweep.glob(".submitit/*") if (p / f"{p.name}_submitted.pkl").exists()]
     return sorted(names, key=lambda name: [int(part) for part in name.split("_")])
 
 

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from nip.operators import EPISODE_REWARD_KEY
 from nip.protocols.base import ACCEPT, REJECT
+from nip.utils.nn import MASKED_LOGIT
 
 
 def _mean_std(values: Tensor) -> tuple[float, float]:
@@ -32,9 +33,17 @@ def _grouped_mean(values: Tensor, groups: Tensor) -> Tensor:
 
 
 def _normalised_entropy(logits: Tensor) -> Tensor:
-    """Entropy of ``softmax(logits)`` over the last dim divided by its maximum."""
+    """Entropy of ``softmax(logits)`` over the last dim divided by its maximum.
+
+    The maximum is that of the uniform distribution over the actions that were open
+    (logits above ``MASKED_LOGIT``): 1 means uniform among them. A single open action has
+    no choice, and entropy 0.
+    """
     log_p = torch.log_softmax(logits.float(), dim=-1)
-    return -(log_p.exp() * log_p).sum(-1) / math.log(logits.shape[-1])
+    entropy = -(log_p.exp() * log_p).sum(-1)
+    num_open = (logits > MASKED_LOGIT / 2).sum(-1)
+    most = num_open.clamp(min=2).float().log()
+    return torch.where(num_open > 1, entropy / most, torch.zeros_like(entropy))
 
 
 def decided_correctly(decision: Tensor, y: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ from nip.config.protocol import ProtocolConfig
 from nip.config.root import HyperParameters
 from nip.config.runtime import CheckpointConfig, DeviceConfig, LoggerConfig
 from nip.config.scenario import GraphIsoAgentConfig, GraphIsoScenarioConfig
+from nip.config.schedule import ConstantScheduleConfig
 from nip.config.trainer import PpoTrainerConfig
 from nip.scenarios.graph_iso.dataset import GraphPairDataset
 
@@ -67,6 +68,7 @@ def tiny_hyper_params(cache_dir: Path, **trainer_overrides) -> HyperParameters:
         protocol=ProtocolConfig(),
         loss=ClipLossConfig(),
         advantage=GaeConfig(),
+        schedule=ConstantScheduleConfig(),
         device=DeviceConfig(type="cpu"),
         logger=LoggerConfig(progress_bar=False),
         checkpoint=CheckpointConfig(interval=1),
@@ -123,3 +125,20 @@ def build_tiny_trainer(tmp_path: Path, **trainer_overrides):
     hp = tiny_hyper_params(tmp_path / "cache", **trainer_overrides)
     s = run_settings(tmp_path / "run")
     return build_trainer(hp, build_scenario_instance(hp, s), s)
+
+
+# Command-line overrides for runs that take seconds: little data, short iterations, one-layer
+# GNNs, one thread (so figures do not depend on the machine's core count).
+TINY_OVERRIDES = [
+    "trainer.frames_per_batch=64",
+    "trainer.num_epochs=1",
+    "trainer.minibatch_size=32",
+    "trainer.num_normalization_frames=64",
+    "scenario.num_train_pairs=200",
+    "scenario.num_test_pairs=50",
+    "scenario.prover.num_gnn_layers=1",
+    "scenario.verifier.num_gnn_layers=1",
+    "device=cpu",
+    "device.num_threads=1",
+    "logger.progress_bar=false",
+]

@@ -27,7 +27,14 @@ def _compose(overrides: list[str]):
 
 
 def test_the_papers_presets_exist():
-    assert {"gi_protocols", "gi_zero_knowledge", "gi_verifier_size", "smoke"} <= set(PRESETS)
+    expected = {
+        "gi_protocols",
+        "gi_zero_knowledge",
+        "gi_verifier_size",
+        "gi_random_prover",
+        "smoke",
+    }
+    assert expected <= set(PRESETS)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -109,3 +116,8 @@ def test_smoke_preset_runs_with_the_local_launcher(tmp_path):
         for job in ("0", "1")
     }
     assert protocols == {"protocol=nip", "protocol=debate"}
+
+
+def test_gi_random_prover_plays_a_random_prover():
+    cfg = _compose(["+sweep=gi_random_prover"])
+    assert cfg.scenario.prover.random and not cfg.scenario.verifier.random

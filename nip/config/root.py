@@ -1,5 +1,6 @@
 """The root schema (``HyperParameters``), its ConfigStore registration and cross-field checks."""
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,11 @@ from nip.config.runtime import (
     WandbLoggerConfig,
 )
 from nip.config.scenario import GraphIsoScenarioConfig
+from nip.config.schedule import (
+    AlternatingScheduleConfig,
+    ConstantScheduleConfig,
+    PeriodicScheduleConfig,
+)
 from nip.config.trainer import PpoTrainerConfig
 from nip.errors import NipConfigError
 
@@ -42,6 +48,7 @@ class HyperParameters:
     protocol: Any = MISSING
     loss: Any = MISSING
     advantage: Any = MISSING
+    schedule: Any = MISSING
     device: Any = MISSING
     logger: Any = MISSING
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -68,6 +75,11 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "protocol": {"protocol": ProtocolConfig, "multi_prover": MultiProverProtocolConfig},
     "loss": {"clip": ClipLossConfig},
     "advantage": {"gae": GaeConfig},
+    "schedule": {
+        "constant": ConstantScheduleConfig,
+        "periodic": PeriodicScheduleConfig,
+        "alternating": AlternatingScheduleConfig,
+    },
     "device": {"device": DeviceConfig},
     "logger": {"local": LoggerConfig, "wandb": WandbLoggerConfig},
 }
@@ -84,6 +96,32 @@ def register_configs() -> None:
     for group, options in GROUP_SCHEMAS.items():
         for option, schema in options.items():
             cs.store(group=group, name=f"{option}_schema", node=schema)
+
+
+# Science fields added since checkpoints were first written, with the value that reproduces
+# runs from before them: a checkpoint without such a field is of the same experiment as a run
+# with that value (and of a different one otherwise).
+ADDED_SCIENCE_FIELDS: dict[tuple[str, ...], Any] = {
+    ("schedule",): {"name": "constant"},
+    ("scenario", "prover", "frozen"): False,
+    ("scenario", "prover", "random"): False,
+    ("scenario", "verifier", "frozen"): False,
+    ("scenario", "verifier", "random"): False,
+}
+
+
+def with_added_science_fields(stored: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's science dict with the fields it predates filled in (see above)."""
+    filled = copy.deepcopy(stored)
+    for path, value in ADDED_SCIENCE_FIELDS.items():
+        node = filled
+        for key in path[:-1]:
+            node = node.get(key)
+            if not isinstance(node, dict):
+                break
+        else:
+            node.setdefault(path[-1], copy.deepcopy(value))
+    return filled
 
 
 def science_dict(hyper_params: HyperParameters) -> dict[str, Any]:
@@ -171,6 +209,11 @@ def available_memory_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def agent_is_fixed(agent_cfg) -> bool:
+    """Whether an agent with this configuration never learns (``frozen`` or ``random``)."""
+    return agent_cfg.frozen or agent_cfg.random
 
 
 def validate_hyper_params(hp: HyperParameters) -> None:
@@ -271,6 +314,18 @@ def validate_hyper_params(hp: HyperParameters) -> None:
     for key in ("rollout_sample_period", "num_rollout_samples"):
         value = getattr(hp.logger, key, 0)
         need(value >= 0, f"logger.{key} must be >= 0, got {value}")
+    from nip.trainers.update_schedule import check_schedule
+
+    learning = [
+        not agent_is_fixed(getattr(s, "verifier" if handler.has_decider(n) else "prover"))
+        for n in handler.agent_names
+    ]
+    need(
+        any(learning),
+        "no agent learns: every agent is frozen or random (scenario.prover / scenario.verifier "
+        ".frozen and .random)",
+    )
+    check_schedule(hp.schedule, handler.agent_names, handler.prover_names, learning)
     for role in ("prover", "verifier"):
         a = getattr(s, role)
         need(
@@ -356,6 +411,8 @@ def hyper_params_from_dict(d: dict[str, Any]) -> HyperParameters:
         schema = options.get(option) or options[DEFAULT_SCHEMAS[group]]
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
 
+    # Runs from before update schedules existed updated every agent in every iteration.
+    schedule = d.get("schedule", {"name": "constant"})
     try:
         return HyperParameters(
             seed=d["seed"],
@@ -364,6 +421,7 @@ def hyper_params_from_dict(d: dict[str, Any]) -> HyperParameters:
             protocol=typed("protocol", d["protocol"]["name"], d["protocol"]),
             loss=typed("loss", d["loss"]["name"], d["loss"]),
             advantage=typed("advantage", d["advantage"]["name"], d["advantage"]),
+            schedule=typed("schedule", schedule["name"], schedule),
             device=typed("device", "device", d["device"]),
             logger=typed("logger", d["logger"]["name"], d["logger"]),
             checkpoint=CheckpointConfig(**d["checkpoint"]),

@@ -19,6 +19,15 @@ class GraphIsoAgentConfig:
     ``body_lr_factor`` for body parameters, times ``gnn_lr_factor`` for the GNN part of the
     body (with the ``actor`` or ``critic`` factor depending on which network it belongs to).
     A factor of zero freezes those parameters.
+
+    Attributes
+    ----------
+    frozen : bool
+        The agent never learns: its parameters keep their initial (or ``base_run``) values,
+        take no gradient, and its loss terms do not count.
+    random : bool
+        The agent has no parameters and samples uniformly among the actions open to it (the
+        paper's random-prover baseline); it does not learn either.
     """
 
     activation: str = "tanh"
@@ -42,6 +51,8 @@ class GraphIsoAgentConfig:
     agent_lr_factor: LrFactors = field(default_factory=LrFactors)
     body_lr_factor: LrFactors = field(default_factory=LrFactors)
     gnn_lr_factor: LrFactors = field(default_factory=LrFactors)
+    frozen: bool = False
+    random: bool = False
 
 
 @dataclass

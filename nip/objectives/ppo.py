@@ -1,5 +1,7 @@
 """Clipped PPO with one objective, entropy bonus and critic loss per agent."""
 
+from collections.abc import Sequence
+
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
@@ -23,6 +25,9 @@ class MultiAgentClipPPOLoss(ClipPPOLoss):
     ----------
     num_agents : int
         Size of the agent dimension.
+    learning_agents : sequence of bool, optional
+        Which agents learn (default: all). The loss terms of the others (frozen or random
+        agents) are zero: no gradient reaches their parameters through them.
     normalize_advantage : bool
         Standardise each agent's advantages over its frames in the minibatch.
     **kwargs
@@ -37,13 +42,22 @@ class MultiAgentClipPPOLoss(ClipPPOLoss):
     diagnostics (``entropy``, ``ESS``, ``clip_fraction``, ``kl_approx``, ...).
     """
 
-    def __init__(self, *args, num_agents: int, normalize_advantage: bool = True, **kwargs):
+    def __init__(
+        self,
+        *args,
+        num_agents: int,
+        learning_agents: Sequence[bool] | None = None,
+        normalize_advantage: bool = True,
+        **kwargs,
+    ):
         # Standardisation happens here, restricted to each agent's frames; TorchRL's would
         # include the frames after an agent finished.
         kwargs.update(reduction="none", functional=False, normalize_advantage=False)
         super().__init__(*args, **kwargs)
         self.num_agents = num_agents
         self.standardize_advantage = normalize_advantage
+        learning = [True] * num_agents if learning_agents is None else list(learning_agents)
+        self.register_buffer("learning", torch.tensor(learning, dtype=torch.bool), persistent=False)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:  # noqa: D102
         playing = ~tensordict.get(AGENT_DONE_KEY)  # [B, A]
@@ -56,7 +70,7 @@ class MultiAgentClipPPOLoss(ClipPPOLoss):
             torch.where(playing[..., None], advantage, torch.zeros_like(advantage)),
         )
         out = super().forward(tensordict)
-        weight = playing.reshape(-1, self.num_agents).to(advantage.dtype)
+        weight = (playing & self.learning).reshape(-1, self.num_agents).to(advantage.dtype)
         count = weight.sum(0).clamp(min=1)
         result = TensorDict({}, batch_size=[])
         per_agent = {}

@@ -1,4 +1,4 @@
-"""Freezing an agent's parameters between iterations (for agent update schedules)."""
+"""Taking agents out of an iteration's update (for agent update schedules)."""
 
 import torch
 
@@ -6,9 +6,11 @@ import torch
 class ParamGroupFreezer:
     """Take agents' parameter groups out of the optimizer and out of autograd.
 
-    A frozen agent's groups leave ``optimizer.param_groups`` (their Adam state is kept for
-    when they return) and its parameters stop requiring gradients, so they neither
-    accumulate gradients while frozen nor count in gradient-norm clipping.
+    A frozen agent's groups leave ``optimizer.param_groups`` (their Adam moments and step
+    counts stay as they were, for when they return) and its parameters stop requiring
+    gradients, so they neither accumulate gradients while frozen nor count in gradient-norm
+    clipping. The groups that remain keep the optimizer's original order, so a state dict
+    taken once every agent is back is the same as if none had left.
 
     Parameters
     ----------
@@ -21,26 +23,26 @@ class ParamGroupFreezer:
     def __init__(self, optimizer: torch.optim.Optimizer, agent_groups: dict[str, list[dict]]):
         self.optimizer = optimizer
         self.agent_groups = agent_groups
+        self.all_groups = list(optimizer.param_groups)
         self.frozen: set[str] = set()
+
+    def set_frozen(self, agents: set[str]) -> None:
+        """Freeze exactly ``agents`` (and unfreeze every other agent)."""
+        for agent in self.agent_groups:
+            requires_grad = agent not in agents
+            for group in self.agent_groups[agent]:
+                for p in group["params"]:
+                    if not requires_grad:
+                        p.grad = None
+                    p.requires_grad_(requires_grad)
+        self.frozen = set(agents)
+        out = {id(g) for agent in self.frozen for g in self.agent_groups[agent]}
+        self.optimizer.param_groups = [g for g in self.all_groups if id(g) not in out]
 
     def freeze(self, agent: str) -> None:
         """Stop updating ``agent``."""
-        if agent in self.frozen:
-            return
-        ids = {id(g) for g in self.agent_groups[agent]}
-        self.optimizer.param_groups = [g for g in self.optimizer.param_groups if id(g) not in ids]
-        for group in self.agent_groups[agent]:
-            for p in group["params"]:
-                p.grad = None
-                p.requires_grad_(False)
-        self.frozen.add(agent)
+        self.set_frozen(self.frozen | {agent})
 
     def unfreeze(self, agent: str) -> None:
         """Resume updating ``agent``."""
-        if agent not in self.frozen:
-            return
-        for group in self.agent_groups[agent]:
-            for p in group["params"]:
-                p.requires_grad_(True)
-            self.optimizer.param_groups.append(group)
-        self.frozen.discard(agent)
+        self.set_frozen(self.frozen - {agent})

@@ -29,6 +29,7 @@ class PpoTrainer(TensorDictRlTrainer):
             self.policy_operator,
             self.value_operator,
             num_agents=self.num_agents,
+            learning_agents=self.learning_agents,
             clip_epsilon=loss_cfg.clip_epsilon,
             entropy_coeff=loss_cfg.entropy_coeff,
             critic_coeff=loss_cfg.critic_coeff,

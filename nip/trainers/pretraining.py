@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nip.checkpointing import atomic_torch_save
+from nip.config.root import agent_is_fixed
 from nip.config.scenario import GraphIsoScenarioConfig
 from nip.scenarios.graph_iso.agents import CombinedPolicy, agent_config
 from nip.scenarios.graph_iso.dataset import GraphPairDataset
@@ -45,7 +46,7 @@ def pretrain_policy_bodies(
     cache_key: dict,
     cache_dir: Path,
 ) -> dict[str, dict[str, float]]:
-    """Train every agent's policy body (with a throw-away head) to classify the pairs.
+    """Train every learning agent's policy body (with a throw-away head) to classify the pairs.
 
     The bodies see what they see at round 0 (no messages yet) and must tell isomorphic pairs
     from non-isomorphic ones. The whole body is trained (the original code's pretraining left
@@ -87,6 +88,8 @@ def pretrain_policy_bodies(
     results = {}
     generator = torch.Generator().manual_seed(derive_seed(seed, "pretrain_order"))
     for a, name in enumerate(policy.agent_names):
+        if agent_is_fixed(agent_config(policy.protocol_handler, scenario_cfg, name)):
+            continue  # frozen agents keep their parameters; random ones have none
         body = policy.bodies[name]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(seed, name, "solo_head"))
@@ -126,6 +129,6 @@ def pretrain_policy_bodies(
             f"pretrained {name}: loss {results[name]['loss']:.4f}, "
             f"accuracy {results[name]['accuracy']:.3f}"
         )
-    state = {name: policy.bodies[name].state_dict() for name in policy.agent_names}
+    state = {name: policy.bodies[name].state_dict() for name in results}
     atomic_torch_save(state, cache_file)
     return results

@@ -36,7 +36,7 @@ from nip.checkpointing import (
     tensordict_from_state,
     tensordict_to_state,
 )
-from nip.config.root import science_dict
+from nip.config.root import agent_is_fixed, science_dict, with_added_science_fields
 from nip.errors import NipCheckpointError, NipInterrupted, NipRunError
 from nip.evaluation import EpisodeResults, episode_stats, run_episodes
 from nip.metrics import MetricsFile
@@ -50,13 +50,17 @@ from nip.operators import (
 )
 from nip.plotting import plot_metrics
 from nip.rollout_samples import log_rollout_samples, sample_episodes
-from nip.scenarios.graph_iso.agents import parameter_groups
+from nip.scenarios.graph_iso.agents import agent_config, parameter_groups
 from nip.stats import chance_accuracy, rollout_stats
 from nip.trainers.param_freezer import ParamGroupFreezer
 from nip.trainers.pretraining import pretrain_policy_bodies
 from nip.trainers.trainer_base import Trainer, TrainerState, attach_progress_bar
+from nip.trainers.update_schedule import agents_updating
 from nip.utils.seeding import derive_seed, fork_rng, set_global_seed
 from nip.utils.signals import StopRequests
+
+# Per-agent statistics of the critic, left out for random agents (they have none).
+CRITIC_STATS = ("mean_value", "mean_advantage", "mean_value_target", "residual_critic_variance")
 
 
 class CheckpointNotFoundError(FileNotFoundError):
@@ -90,6 +94,13 @@ class TensorDictRlTrainer(Trainer):
         self.protocol_handler = scenario_instance.protocol_handler
         self.agent_names = tuple(self.protocol_handler.agent_names)
         self.num_agents = len(self.agent_names)
+        agent_cfgs = [
+            agent_config(self.protocol_handler, hyper_params.scenario, name)
+            for name in self.agent_names
+        ]
+        # Agents that learn (neither ``frozen`` nor ``random``); the others' losses do not count.
+        self.learning_agents = tuple(not agent_is_fixed(cfg) for cfg in agent_cfgs)
+        self.random_agents = tuple(cfg.random for cfg in agent_cfgs)
         self.max_message_rounds = self.protocol_handler.max_message_rounds
         self.device = settings.device
         # Both environments keep every agent's return over whole episodes (RewardSum).
@@ -413,7 +424,7 @@ class TensorDictRlTrainer(Trainer):
         return load_checkpoint_file(resolve_checkpoint_path(local))
 
     def _check_same_science(self, state: dict[str, Any]) -> None:
-        stored = json.loads(state["science"])
+        stored = with_added_science_fields(json.loads(state["science"]))
         current = json.loads(json.dumps(science_dict(self.hyper_params), sort_keys=True))
         if stored != current:
             diffs = sorted(_differences(stored, current))
@@ -710,15 +721,22 @@ class TensorDictRlTrainer(Trainer):
             self._check_stop()
             start = time.perf_counter()
             if t.anneal_lr:
-                for group in self.optimizer.param_groups:
+                for group in self.param_group_freezer.all_groups:
                     group["lr"] = group["initial_lr"] * (1 - iteration / t.num_iterations)
+            updated = self._apply_update_schedule(iteration)
             try:
                 data, mean_loss_vals, times = self._run_iteration(collector_iterator)
             except FloatingPointError as e:
                 raise self._divergence_error(iteration, str(e)) from e
+            finally:
+                # Every agent back in the optimizer before anything is logged or saved.
+                self._apply_update_schedule(None)
             elapsed = time.perf_counter() - start
 
-            stats = {"iteration": iteration, **self._get_log_stats(data, mean_loss_vals)}
+            stats = {
+                "iteration": iteration,
+                **self._get_log_stats(data, mean_loss_vals, updated=updated),
+            }
             stats.update(
                 frames=(iteration + 1) * t.frames_per_batch,
                 **times,
@@ -748,6 +766,36 @@ class TensorDictRlTrainer(Trainer):
                 acc=f"{stats['mean_accuracy']:.3f}", fps=f"{stats['frames_per_s']:.0f}"
             )
             iteration_context.step()
+
+    def _apply_update_schedule(self, iteration: int | None) -> tuple[bool, ...]:
+        """Let only the agents that ``schedule`` updates in ``iteration`` learn in it.
+
+        The others (and ``frozen``/``random`` agents, always) leave the optimizer and autograd
+        and their loss terms are zero. ``None`` puts every learning agent back.
+
+        Returns
+        -------
+        tuple of bool
+            Per agent, whether it learns now.
+        """
+        if iteration is None:
+            updating = self.learning_agents
+        else:
+            scheduled = agents_updating(
+                self.hyper_params.schedule,
+                self.agent_names,
+                self.protocol_handler.prover_names,
+                iteration,
+            )
+            pairs = zip(scheduled, self.learning_agents, strict=True)
+            updating = tuple(u and learn for u, learn in pairs)
+        self.param_group_freezer.set_frozen(
+            {name for name, u in zip(self.agent_names, updating, strict=True) if not u}
+        )
+        learning = getattr(self.loss_module, "learning", None)
+        if learning is not None:
+            learning.copy_(torch.tensor(updating))
+        return updating
 
     def _run_iteration(
         self, collector_iterator: Iterator[TensorDictBase]
@@ -865,17 +913,32 @@ class TensorDictRlTrainer(Trainer):
         mean_loss_vals: TensorDictBase | None = None,
         *,
         train: bool = True,
+        updated: tuple[bool, ...] | None = None,
     ) -> dict[str, float]:
-        """Statistics of a batch of rollouts (and of the losses) as a flat dict of floats."""
-        stats = rollout_stats(rollouts, self.agent_names, prefix="" if train else "test_")
+        """Statistics of a batch of rollouts (and of the losses) as a flat dict of floats.
+
+        ``updated`` says which agents learnt from the batch (default: every learning agent);
+        only they have loss statistics.
+        """
+        updated = self.learning_agents if updated is None else updated
+        prefix = "" if train else "test_"
+        stats = rollout_stats(rollouts, self.agent_names, prefix=prefix)
+        for name, random in zip(self.agent_names, self.random_agents, strict=True):
+            if random:  # no critic: its values (constant 0) and advantages mean nothing
+                for key in CRITIC_STATS:
+                    stats.pop(f"{name}.{prefix}{key}", None)
         if mean_loss_vals is not None:
             for key, value in mean_loss_vals.items():
                 if key == "agents":
                     for sub_key, column in value.items():
                         for i, agent in enumerate(self.agent_names):
-                            stats[f"{agent}.{sub_key}"] = column[i].item()
+                            if updated[i]:  # the others have no loss
+                                stats[f"{agent}.{sub_key}"] = column[i].item()
                 else:
                     stats[key] = value.item()
+            if self.hyper_params.schedule.name != "constant":
+                for name, u in zip(self.agent_names, updated, strict=True):
+                    stats[f"{name}.updated"] = float(u)
             critic_coeff = getattr(self.loss_module, "critic_coeff", None)
             if "loss_critic" in stats and critic_coeff:
                 stats["loss_critic_unscaled"] = stats["loss_critic"] / float(critic_coeff)

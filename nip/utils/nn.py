@@ -51,6 +51,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": FastTanh, "relu": nn.ReLU, "s
 # Additive attention bias for forbidden keys. Finite so that sums of several biases and
 # softmax over them stay well defined; exp(-1e9 - max) underflows to exactly 0.
 NEG_INF = -1e9
+# Logit given to actions an agent may not take (finite, so log-softmax stays finite).
+MASKED_LOGIT = -1e9
 
 
 def activation_module(name: str) -> nn.Module:

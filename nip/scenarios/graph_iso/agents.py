@@ -19,11 +19,15 @@ from torch import Tensor, nn
 
 from nip.config.scenario import GraphIsoAgentConfig, GraphIsoScenarioConfig
 from nip.protocols.base import ProtocolHandler
-from nip.utils.nn import NEG_INF, TransformerEncoderLayer, activation_module, mlp, orthogonal_init_
+from nip.utils.nn import (
+    MASKED_LOGIT,
+    NEG_INF,
+    TransformerEncoderLayer,
+    activation_module,
+    mlp,
+    orthogonal_init_,
+)
 from nip.utils.seeding import derive_seed
-
-# Logit given to actions an agent may not take (finite, so log-softmax stays finite).
-MASKED_LOGIT = -1e9
 
 
 # ------------------------------------------------------------------------------------------
@@ -431,12 +435,14 @@ def build_bodies(
     Returns
     -------
     nn.ModuleDict
-        Body by agent name.
+        Body by agent name (random agents have none).
     """
     bodies = nn.ModuleDict()
     for name, vis in zip(
         protocol_handler.agent_names, _visible_channels(protocol_handler), strict=True
     ):
+        if agent_config(protocol_handler, scenario_cfg, name).random:
+            continue  # a random agent has no network
         with _seeded(seed, name, role):
             body = GraphIsoAgentBody(
                 agent_config(protocol_handler, scenario_cfg, name),
@@ -522,8 +528,13 @@ class CombinedPolicy(_CombinedBase):
         self.message_size = scenario_cfg.message_size
         self.verifier_index = protocol_handler.verifier_index
         self.is_prover = [n in protocol_handler.prover_names for n in self.agent_names]
+        self.is_random = [
+            agent_config(protocol_handler, scenario_cfg, n).random for n in self.agent_names
+        ]
         self.heads = nn.ModuleDict()
         for a, name in enumerate(self.agent_names):
+            if self.is_random[a]:
+                continue
             with _seeded(seed, name, "policy_head"):
                 head = GraphIsoPolicyHead(
                     agent_config(protocol_handler, scenario_cfg, name),
@@ -617,10 +628,17 @@ class CombinedPolicy(_CombinedBase):
 
         node_logits, decision_logits = [], []
         for a in range(len(self.agent_names)):
-            graph_repr, node_repr = self._run_body(
-                a, x, message, adjacency, node_mask, flat_round, need_nodes=True
-            )
-            logits, decision = self.heads[self.agent_names[a]](graph_repr, node_repr, flat_round)
+            if self.is_random[a]:
+                # Equal logits: uniform over the allowed nodes once masked, and over the
+                # decisions (which the environment restricts to the decision window).
+                logits = x.new_zeros(b, len(self._vis_index(a)), p, 2 * n)
+                decision = x.new_zeros(b, 3)
+            else:
+                graph_repr, node_repr = self._run_body(
+                    a, x, message, adjacency, node_mask, flat_round, need_nodes=True
+                )
+                head = self.heads[self.agent_names[a]]
+                logits, decision = head(graph_repr, node_repr, flat_round)
             allowed = self._allowed_nodes(a, message_history, node_mask, flat_round)
             logits = logits.masked_fill(~allowed[:, :, None, :], MASKED_LOGIT)
             if not self._all_visible[a]:
@@ -668,7 +686,12 @@ class CombinedValue(_CombinedBase):
         super().__init__(protocol_handler, bodies)
         self.max_nodes = max_nodes
         self.value_heads = nn.ModuleDict()
-        for name in self.agent_names:
+        self.is_random = [
+            agent_config(protocol_handler, scenario_cfg, n).random for n in self.agent_names
+        ]
+        for name, random in zip(self.agent_names, self.is_random, strict=True):
+            if random:
+                continue  # no critic: its value is 0 (it does not learn from advantages)
             with _seeded(seed, name, "value_head"):
                 head = GraphIsoValueHead(
                     agent_config(protocol_handler, scenario_cfg, name),
@@ -712,6 +735,9 @@ class CombinedValue(_CombinedBase):
         flat_round = round.reshape(b)
         values = []
         for a, name in enumerate(self.agent_names):
+            if self.is_random[a]:
+                values.append(x.new_zeros(b))
+                continue
             graph_repr, _ = self._run_body(
                 a, x, message, adjacency, node_mask, flat_round, need_nodes=False
             )
@@ -769,7 +795,8 @@ def parameter_groups(
     ===============  ===================================  =================================
 
     A shared body appears once, in the actor groups. Groups with lr 0 are left out and their
-    parameters frozen (``requires_grad_(False)``); empty groups are left out.
+    parameters frozen (``requires_grad_(False)``); empty groups are left out. A ``frozen``
+    agent has no groups (all its parameters are frozen), a ``random`` one no parameters.
 
     Returns
     -------
@@ -797,6 +824,19 @@ def parameter_groups(
 
     for name in protocol_handler.agent_names:
         cfg = agent_config(protocol_handler, scenario_cfg, name)
+        if cfg.random:
+            continue  # no parameters
+        if cfg.frozen:
+            # Out of the optimizer and of autograd: no gradient, no clipping share, no Adam
+            # state; the parameters keep their values.
+            for module in (
+                policy.bodies[name],
+                policy.heads[name],
+                value.bodies[name],
+                value.value_heads[name],
+            ):
+                module.requires_grad_(False)
+            continue
         ag, bd, gn = cfg.agent_lr_factor, cfg.body_lr_factor, cfg.gnn_lr_factor
         actor_lr = base_lr * ag.actor
         critic_lr = base_lr * ag.critic

@@ -15,27 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import TINY_OVERRIDES
 from tests.test_cli import ROOT, metrics
 
 SETUP = ROOT / "ci" / "slurm_setup.sh"
 # Lines quoted at the end of the test session (tests/conftest.py prints them).
 EVIDENCE: list[str] = []
 
-# Small enough that SLURM jobs start and finish in seconds; one thread, so a job's numbers
-# do not depend on how many cores it lands on.
-TINY = [
-    "trainer.frames_per_batch=64",
-    "trainer.num_epochs=1",
-    "trainer.minibatch_size=32",
-    "trainer.num_normalization_frames=64",
-    "scenario.num_train_pairs=200",
-    "scenario.num_test_pairs=50",
-    "scenario.prover.num_gnn_layers=1",
-    "scenario.verifier.num_gnn_layers=1",
-    "device=cpu",
-    "device.num_threads=1",
-    "logger.progress_bar=false",
-]
 # The launcher preset, with what a 2-CPU test node can give (the preset asks for 16 GB).
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.mem_gb=1"]
 # Long enough to be interrupted mid-run (about 20 s of training), with no periodic
@@ -137,7 +123,7 @@ def uninterrupted(slurm):
     """Metrics of the LONG run straight through, on this machine without SLURM."""
     base, env = slurm
     run_dir = base / "uninterrupted"
-    result = _nip(env, *TINY, *LONG, f"hydra.run.dir={run_dir}")
+    result = _nip(env, *TINY_OVERRIDES, *LONG, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     return metrics(run_dir)
 
@@ -148,7 +134,7 @@ def test_two_job_sweep_and_a_relaunch_that_skips_finished_jobs(slurm):
     args = [
         "-m",
         *SLURM,
-        *TINY,
+        *TINY_OVERRIDES,
         "trainer.num_iterations=3",
         "seed=1,2",
         "logger=wandb",
@@ -193,7 +179,7 @@ def _interrupted_job(slurm, name: str, launcher: list[str], interrupt) -> tuple[
             "-m",
             *SLURM,
             *launcher,
-            *TINY,
+            *TINY_OVERRIDES,
             *LONG,
             "logger=wandb",
             "logger.mode=offline",

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from nip.checkpointing import CHECKPOINT_FORMAT_VERSION, atomic_torch_save, atomic_write_json
 from nip.run_lock import run_directory_lock
 from nip.summarize import curve, main, summarize
+from tests.helpers import TINY_OVERRIDES
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -375,15 +376,7 @@ def test_real_sweep(tmp_path):
             "nip.run",
             "-m",
             "trainer.num_iterations=2",
-            "trainer.frames_per_batch=64",
-            "trainer.num_epochs=1",
-            "trainer.minibatch_size=32",
-            "trainer.num_normalization_frames=64",
-            "scenario.num_train_pairs=200",
-            "scenario.num_test_pairs=50",
-            "device=cpu",
-            "device.num_threads=1",
-            "logger.progress_bar=false",
+            *TINY_OVERRIDES,
             f"cache_dir={tmp_path / 'cache'}",
             "seed=1",
             "trainer.lr=1e-3,1e-4",

@@ -35,3 +35,30 @@ class ClipLossConfig:
     normalize_advantage: bool = True
     clip_value: bool = False
     mask_ineffective_actions: bool = True
+
+
+@dataclass
+class KlPenaltyLossConfig(ClipLossConfig):
+    """PPO with an adaptive KL penalty instead of clipping (``loss=kl_penalty``).
+
+    Each agent's objective is ``-mean(r A) + beta * kl``, with ``kl = -mean(log r)`` over
+    its frames; after every minibatch, each agent's ``beta`` is multiplied by
+    ``kl_increment`` when its ``kl`` exceeded ``1.5 * kl_target`` and by ``kl_decrement``
+    when it fell below ``kl_target / 1.5``. The betas are training state: checkpointed and
+    restored exactly. ``clip_epsilon`` only serves ``clip_value``.
+
+    Attributes
+    ----------
+    kl_target : float
+        The KL per minibatch that beta steers towards.
+    kl_beta : float
+        Every agent's initial beta.
+    kl_increment, kl_decrement : float
+        Factors applied to beta when the KL is too high / too low.
+    """
+
+    name: str = "kl_penalty"
+    kl_target: float = 0.01
+    kl_beta: float = 1.0
+    kl_increment: float = 2.0
+    kl_decrement: float = 0.5

@@ -10,7 +10,7 @@ from omegaconf import MISSING
 
 from nip.config.advantage import GaeConfig
 from nip.config.launcher import register_resolvers
-from nip.config.loss import ClipLossConfig
+from nip.config.loss import ClipLossConfig, KlPenaltyLossConfig
 from nip.config.protocol import MultiProverProtocolConfig, ProtocolConfig
 from nip.config.runtime import (
     BaseRunConfig,
@@ -73,7 +73,7 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "trainer": {"ppo": PpoTrainerConfig},
     "scenario": {"graph_iso": GraphIsoScenarioConfig},
     "protocol": {"protocol": ProtocolConfig, "multi_prover": MultiProverProtocolConfig},
-    "loss": {"clip": ClipLossConfig},
+    "loss": {"clip": ClipLossConfig, "kl_penalty": KlPenaltyLossConfig},
     "advantage": {"gae": GaeConfig},
     "schedule": {
         "constant": ConstantScheduleConfig,
@@ -280,6 +280,15 @@ def validate_hyper_params(hp: HyperParameters) -> None:
         hp.loss.loss_critic_type in ("smooth_l1", "l1", "l2"),
         f"loss.loss_critic_type must be smooth_l1, l1 or l2, got {hp.loss.loss_critic_type!r}",
     )
+    if hp.loss.name == "kl_penalty":
+        lc = hp.loss
+        need(lc.kl_target > 0, f"loss.kl_target must be positive, got {lc.kl_target}")
+        need(lc.kl_beta >= 0, f"loss.kl_beta must be non-negative, got {lc.kl_beta}")
+        need(
+            lc.kl_increment >= 1 and 0 < lc.kl_decrement <= 1,
+            f"loss.kl_increment must be >= 1 and loss.kl_decrement in (0, 1], got "
+            f"{lc.kl_increment} and {lc.kl_decrement}",
+        )
     need(0 < hp.advantage.gamma <= 1, "advantage.gamma must be in (0, 1]")
     need(0 <= hp.advantage.lmbda <= 1, "advantage.lmbda must be in [0, 1]")
     need(hp.device.type in ("auto", "cpu", "cuda"), "device.type must be auto, cpu or cuda")

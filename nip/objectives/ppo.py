@@ -1,11 +1,11 @@
-"""Clipped PPO with one objective, entropy bonus and critic loss per agent."""
+"""PPO (clipped or KL-penalised) with one objective, entropy bonus and critic loss per agent."""
 
 from collections.abc import Sequence
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
-from torchrl.objectives import ClipPPOLoss
+from torchrl.objectives import ClipPPOLoss, PPOLoss
 
 # bool ``[batch, agent]``: the agent had finished before this frame (zero knowledge: the
 # verifier after deciding). Such frames are not the agent's: they are left out of its
@@ -13,8 +13,8 @@ from torchrl.objectives import ClipPPOLoss
 AGENT_DONE_KEY = ("agents", "agent_done")
 
 
-class MultiAgentClipPPOLoss(ClipPPOLoss):
-    """TorchRL's ``ClipPPOLoss`` with per-agent losses as columns of the agent dimension.
+class _PerAgentPpoLoss:
+    """Per-agent losses on top of a TorchRL PPO loss (a mixin placed before it in the bases).
 
     Log-probabilities, advantages, values and targets are ``[batch, agent(, 1)]``. Each
     agent's loss terms are averaged over the frames in which it was still playing; the total
@@ -26,14 +26,13 @@ class MultiAgentClipPPOLoss(ClipPPOLoss):
     num_agents : int
         Size of the agent dimension.
     learning_agents : sequence of bool, optional
-        Which agents learn (default: all). The loss terms of the others (frozen or random
-        agents) are zero: no gradient reaches their parameters through them.
+        Which agents learn (default: all). The loss terms of the others (frozen, random or
+        off-schedule agents) are zero: no gradient reaches their parameters through them.
     normalize_advantage : bool
         Standardise each agent's advantages over its frames in the minibatch.
     **kwargs
-        Passed to :class:`torchrl.objectives.ClipPPOLoss` (``reduction`` is forced to
-        ``"none"`` and ``functional`` to ``False`` so the optimizer sees the modules' own
-        parameters).
+        Passed to the TorchRL loss (``reduction`` is forced to ``"none"`` and ``functional``
+        to ``False`` so the optimizer sees the modules' own parameters).
 
     Notes
     -----
@@ -81,12 +80,100 @@ class MultiAgentClipPPOLoss(ClipPPOLoss):
                 result.set(key, columns.sum())
             elif isinstance(value, torch.Tensor):
                 result.set(key, value.float().mean().detach())
+        self._extra_terms(result, per_agent, weight, count)
         result.set("agents", TensorDict(per_agent, batch_size=[self.num_agents]))
         return result
+
+    def _extra_terms(
+        self, result: TensorDictBase, per_agent: dict[str, Tensor], weight: Tensor, count: Tensor
+    ) -> None:
+        """Add loss terms of a subclass (``weight`` ``[frames, A]`` marks each agent's frames)."""
 
     def total_loss(self, loss_vals: TensorDictBase) -> torch.Tensor:
         """The scalar to differentiate: the sum of every top-level ``loss_*`` term."""
         return sum(v for k, v in loss_vals.items() if k.startswith("loss_"))
+
+    def training_state(self) -> dict[str, Tensor]:
+        """State that training changes besides the networks (checkpointed with them)."""
+        return {}
+
+    def load_training_state(self, state: dict[str, Tensor]) -> None:
+        """Restore what :meth:`training_state` returned."""
+
+
+class MultiAgentClipPPOLoss(_PerAgentPpoLoss, ClipPPOLoss):
+    """TorchRL's ``ClipPPOLoss`` with per-agent losses as columns of the agent dimension.
+
+    See :class:`_PerAgentPpoLoss` for the parameters.
+    """
+
+
+class MultiAgentKlPenaltyPPOLoss(_PerAgentPpoLoss, PPOLoss):
+    """PPO with a per-agent adaptive KL penalty (``loss=kl_penalty``).
+
+    Agent ``i``'s objective is TorchRL's unclipped ``-mean(r_i A_i)`` plus
+    ``loss_kl_penalty_i = beta_i * kl_i``, where ``kl_i = -mean(log r_i)`` over its frames
+    (an estimate of KL(old || new) from the sampled actions). After each minibatch,
+    ``beta_i`` is multiplied by ``kl_increment`` if ``kl_i > 1.5 kl_target`` and by
+    ``kl_decrement`` if ``kl_i < kl_target / 1.5`` (agents that did not learn keep theirs).
+
+    Parameters
+    ----------
+    kl_target, kl_beta, kl_increment, kl_decrement : float
+        See :class:`nip.config.loss.KlPenaltyLossConfig`.
+    **kwargs
+        As for :class:`_PerAgentPpoLoss`; ``clip_epsilon`` is dropped (it only clips values).
+    """
+
+    def __init__(
+        self,
+        *args,
+        kl_target: float,
+        kl_beta: float,
+        kl_increment: float,
+        kl_decrement: float,
+        **kwargs,
+    ):
+        kwargs.pop("clip_epsilon", None)
+        super().__init__(*args, **kwargs)
+        self.kl_target = kl_target
+        self.kl_increment = kl_increment
+        self.kl_decrement = kl_decrement
+        self.register_buffer("kl_beta", torch.full((self.num_agents,), float(kl_beta)))
+        self._log_weight_of_forward: Tensor | None = None
+
+    def _log_weight(self, tensordict: TensorDictBase, adv_shape: torch.Size):
+        # TorchRL computes the log-ratios inside its forward; keep them for the penalty.
+        out = super()._log_weight(tensordict, adv_shape=adv_shape)
+        self._log_weight_of_forward = out[0]
+        return out
+
+    def _extra_terms(
+        self, result: TensorDictBase, per_agent: dict[str, Tensor], weight: Tensor, count: Tensor
+    ) -> None:
+        log_weight = self._log_weight_of_forward.reshape(-1, self.num_agents)
+        self._log_weight_of_forward = None
+        kl = -(log_weight * weight).sum(0) / count  # [A], differentiable
+        beta = self.kl_beta.clone()  # the adaptation below must not touch the graph
+        penalty = beta * kl
+        per_agent["loss_kl_penalty"] = penalty
+        result.set("loss_kl_penalty", penalty.sum())
+        per_agent["kl"] = kl.detach()
+        per_agent["kl_beta"] = beta
+        with torch.no_grad():
+            adapting = weight.sum(0) > 0
+            factor = torch.where(
+                kl > 1.5 * self.kl_target,
+                self.kl_increment,
+                torch.where(kl < self.kl_target / 1.5, self.kl_decrement, 1.0),
+            )
+            self.kl_beta.mul_(torch.where(adapting, factor, 1.0))
+
+    def training_state(self) -> dict[str, Tensor]:  # noqa: D102
+        return {"kl_beta": self.kl_beta.detach().clone()}
+
+    def load_training_state(self, state: dict[str, Tensor]) -> None:  # noqa: D102
+        self.kl_beta.copy_(state["kl_beta"])
 
 
 def masked_standardize(values: Tensor, mask: Tensor, eps: float = 1e-6) -> Tensor:

@@ -2,7 +2,7 @@
 
 from torchrl.objectives.value import GAE
 
-from nip.objectives.ppo import MultiAgentClipPPOLoss
+from nip.objectives.ppo import MultiAgentClipPPOLoss, MultiAgentKlPenaltyPPOLoss
 from nip.trainers.registry import TRAINER_REGISTRY
 from nip.trainers.rl_tensordict_base import TensorDictRlTrainer
 
@@ -18,14 +18,25 @@ AGENT_KEYS = {
 }
 
 
+# The PPO objective of each ``loss`` option, and its settings beyond the shared ones.
+LOSSES = {
+    "clip": (MultiAgentClipPPOLoss, ()),
+    "kl_penalty": (
+        MultiAgentKlPenaltyPPOLoss,
+        ("kl_target", "kl_beta", "kl_increment", "kl_decrement"),
+    ),
+}
+
+
 @TRAINER_REGISTRY.register("ppo")
 class PpoTrainer(TensorDictRlTrainer):
-    """Clipped PPO and per-agent GAE over the combined agents."""
+    """PPO (``loss=clip`` or ``loss=kl_penalty``) and per-agent GAE over the combined agents."""
 
     def _get_loss_module_and_gae(self):
         loss_cfg = self.hyper_params.loss
         adv_cfg = self.hyper_params.advantage
-        loss = MultiAgentClipPPOLoss(
+        loss_class, own_settings = LOSSES[loss_cfg.name]
+        loss = loss_class(
             self.policy_operator,
             self.value_operator,
             num_agents=self.num_agents,
@@ -36,6 +47,7 @@ class PpoTrainer(TensorDictRlTrainer):
             loss_critic_type=loss_cfg.loss_critic_type,
             normalize_advantage=loss_cfg.normalize_advantage,
             clip_value=loss_cfg.clip_epsilon if loss_cfg.clip_value else None,
+            **{key: getattr(loss_cfg, key) for key in own_settings},
         )
         loss.set_keys(**AGENT_KEYS)
         # No value network: the trainer fills in the values of every observation and next

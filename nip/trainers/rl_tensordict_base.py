@@ -360,6 +360,8 @@ class TensorDictRlTrainer(Trainer):
         self.scenario_instance.combined_policy.load_state_dict(state["policy"])
         self.scenario_instance.combined_value.load_state_dict(state["value"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if hasattr(self.loss_module, "load_training_state"):
+            self.loss_module.load_training_state(state.get("loss", {}))
         self._set_observation_norm_state(state["observation_norm"])
         self.state = TrainerState(
             iteration=state["iteration"],
@@ -476,6 +478,7 @@ class TensorDictRlTrainer(Trainer):
             "policy": self.scenario_instance.combined_policy.state_dict(),
             "value": self.scenario_instance.combined_value.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "loss": self._loss_training_state(),
             "observation_norm": self._observation_norm_state(),
             "rng": capture_rng_state(),
             "metrics_lines": self.metrics.num_lines(),
@@ -484,6 +487,11 @@ class TensorDictRlTrainer(Trainer):
             state["train_env"] = self.scenario_instance.train_environment.env_state()
             state["carrier"] = tensordict_to_state(self.train_collector._carrier)
         return state
+
+    def _loss_training_state(self) -> dict[str, Any]:
+        """What training changes in the loss module besides the networks (e.g. KL betas)."""
+        training_state = getattr(self.loss_module, "training_state", None)
+        return training_state() if training_state is not None else {}
 
     def _write_checkpoint(self, state: dict[str, Any], log: bool = True) -> None:
         """Write ``state`` (from :meth:`_checkpoint_state`) atomically; log it to W&B."""

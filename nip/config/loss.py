@@ -62,3 +62,34 @@ class KlPenaltyLossConfig(ClipLossConfig):
     kl_beta: float = 1.0
     kl_increment: float = 2.0
     kl_decrement: float = 0.5
+
+
+@dataclass
+class ReinforceLossConfig:
+    """The REINFORCE objective (``loss=reinforce``, what ``trainer=reinforce`` uses).
+
+    Agent ``i``'s loss is ``-mean(log pi_i(a) * w_i)`` over its frames, where ``w_i`` is its
+    discounted reward-to-go or, with ``trainer.use_advantage_and_critic``, its GAE advantage
+    (and then a critic loss is added).
+
+    Attributes
+    ----------
+    entropy_coeff : float
+        Weight of an entropy bonus (0: none, as in the original REINFORCE).
+    critic_coeff : float
+        Weight of each agent's critic loss (with a critic).
+    loss_critic_type : str
+        ``smooth_l1``, ``l1`` or ``l2``.
+    normalize_advantage : bool
+        Standardise advantages per agent within each minibatch (with a critic; rewards-to-go
+        are used as they are).
+    mask_ineffective_actions : bool
+        As for ``loss=clip``.
+    """
+
+    name: str = "reinforce"
+    entropy_coeff: float = 0.0
+    critic_coeff: float = 1.0
+    loss_critic_type: str = "smooth_l1"
+    normalize_advantage: bool = True
+    mask_ineffective_actions: bool = True

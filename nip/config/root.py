@@ -10,7 +10,7 @@ from omegaconf import MISSING
 
 from nip.config.advantage import GaeConfig
 from nip.config.launcher import register_resolvers
-from nip.config.loss import ClipLossConfig, KlPenaltyLossConfig
+from nip.config.loss import ClipLossConfig, KlPenaltyLossConfig, ReinforceLossConfig
 from nip.config.protocol import MultiProverProtocolConfig, ProtocolConfig
 from nip.config.runtime import (
     BaseRunConfig,
@@ -25,7 +25,7 @@ from nip.config.schedule import (
     ConstantScheduleConfig,
     PeriodicScheduleConfig,
 )
-from nip.config.trainer import PpoTrainerConfig
+from nip.config.trainer import PpoTrainerConfig, ReinforceTrainerConfig
 from nip.errors import NipConfigError
 
 if TYPE_CHECKING:
@@ -70,10 +70,14 @@ EXTENSIBLE_FIELDS = (
 # Group -> option name -> schema. Each schema is registered as ``<name>_schema`` in its group;
 # a YAML option file starts from one of them. Protocols share one schema unless they need more.
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
-    "trainer": {"ppo": PpoTrainerConfig},
+    "trainer": {"ppo": PpoTrainerConfig, "reinforce": ReinforceTrainerConfig},
     "scenario": {"graph_iso": GraphIsoScenarioConfig},
     "protocol": {"protocol": ProtocolConfig, "multi_prover": MultiProverProtocolConfig},
-    "loss": {"clip": ClipLossConfig, "kl_penalty": KlPenaltyLossConfig},
+    "loss": {
+        "clip": ClipLossConfig,
+        "kl_penalty": KlPenaltyLossConfig,
+        "reinforce": ReinforceLossConfig,
+    },
     "advantage": {"gae": GaeConfig},
     "schedule": {
         "constant": ConstantScheduleConfig,
@@ -83,6 +87,8 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "device": {"device": DeviceConfig},
     "logger": {"local": LoggerConfig, "wandb": WandbLoggerConfig},
 }
+# The objectives each trainer can optimise (the first is its default).
+TRAINER_LOSSES = {"ppo": ("clip", "kl_penalty"), "reinforce": ("reinforce",)}
 # Schemas used for options without a schema of their own, when rebuilding from a dict.
 DEFAULT_SCHEMAS = {"protocol": "protocol", "device": "device"}
 PROTOCOL_SCHEMA_BY_NAME = {"debate": "multi_prover", "mnip": "multi_prover"}
@@ -279,6 +285,11 @@ def validate_hyper_params(hp: HyperParameters) -> None:
     need(
         hp.loss.loss_critic_type in ("smooth_l1", "l1", "l2"),
         f"loss.loss_critic_type must be smooth_l1, l1 or l2, got {hp.loss.loss_critic_type!r}",
+    )
+    losses = TRAINER_LOSSES.get(t.name, ())
+    need(
+        hp.loss.name in losses,
+        f"trainer={t.name} works with loss={' or loss='.join(losses)}, not loss={hp.loss.name}",
     )
     if hp.loss.name == "kl_penalty":
         lc = hp.loss

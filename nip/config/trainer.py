@@ -68,3 +68,19 @@ class PpoTrainerConfig:
     pretrain_epochs: int = 10
     pretrain_batch_size: int = 256
     pretrain_lr: float = 1e-3
+
+
+@dataclass
+class ReinforceTrainerConfig(PpoTrainerConfig):
+    """REINFORCE (``trainer=reinforce``, with ``loss=reinforce``): the loop settings of PPO.
+
+    Attributes
+    ----------
+    use_advantage_and_critic : bool
+        Weight log-probabilities by GAE advantages from a learned critic (and train it);
+        ``false`` weights them by each agent's discounted reward-to-go, with no critic.
+    """
+
+    name: str = "reinforce"
+    num_epochs: int = 1
+    use_advantage_and_critic: bool = False

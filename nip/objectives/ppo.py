@@ -70,17 +70,8 @@ class _PerAgentPpoLoss:
         )
         out = super().forward(tensordict)
         weight = (playing & self.learning).reshape(-1, self.num_agents).to(advantage.dtype)
-        count = weight.sum(0).clamp(min=1)
-        result = TensorDict({}, batch_size=[])
-        per_agent = {}
-        for key, value in out.items():
-            if key.startswith("loss_"):
-                columns = (value.reshape(-1, self.num_agents) * weight).sum(0) / count
-                per_agent[key] = columns
-                result.set(key, columns.sum())
-            elif isinstance(value, torch.Tensor):
-                result.set(key, value.float().mean().detach())
-        self._extra_terms(result, per_agent, weight, count)
+        result, per_agent = reduce_per_agent(out, weight)
+        self._extra_terms(result, per_agent, weight, weight.sum(0).clamp(min=1))
         result.set("agents", TensorDict(per_agent, batch_size=[self.num_agents]))
         return result
 
@@ -174,6 +165,41 @@ class MultiAgentKlPenaltyPPOLoss(_PerAgentPpoLoss, PPOLoss):
 
     def load_training_state(self, state: dict[str, Tensor]) -> None:  # noqa: D102
         self.kl_beta.copy_(state["kl_beta"])
+
+
+def reduce_per_agent(
+    out: TensorDictBase, weight: Tensor
+) -> tuple[TensorDictBase, dict[str, Tensor]]:
+    """Per-agent loss columns and their sums from per-frame losses.
+
+    Parameters
+    ----------
+    out : TensorDictBase
+        A loss module's output: ``loss_*`` terms per frame and agent (any shape that
+        flattens to ``[frames, A]``), and diagnostics.
+    weight : Tensor
+        float ``[frames, A]``: 1 on each agent's frames that count, else 0.
+
+    Returns
+    -------
+    result : TensorDictBase
+        Each ``loss_*`` summed over agents (what ``backward`` uses) and each diagnostic
+        averaged (detached).
+    per_agent : dict
+        Each ``loss_*`` averaged over each agent's frames, ``[A]``.
+    """
+    num_agents = weight.shape[-1]
+    count = weight.sum(0).clamp(min=1)
+    result = TensorDict({}, batch_size=[])
+    per_agent = {}
+    for key, value in out.items():
+        if key.startswith("loss_"):
+            columns = (value.reshape(-1, num_agents) * weight).sum(0) / count
+            per_agent[key] = columns
+            result.set(key, columns.sum())
+        elif isinstance(value, torch.Tensor):
+            result.set(key, value.float().mean().detach())
+    return result, per_agent
 
 
 def masked_standardize(values: Tensor, mask: Tensor, eps: float = 1e-6) -> Tensor:

@@ -147,6 +147,13 @@ def test_print_composed_config():
         (["hydra.run.dir=/tmp/rün"], "Hydra cannot read this value; quote it"),
         (["checkpoint.interval=0"], "checkpoint.interval must be >= 1"),
         (["trainer.lr=0.001"], "holds a checkpoint of a different experiment"),
+        (["schedule=periodic", "schedule.period=0"], "schedule.period must be at least 1"),
+        (["trainer=reinforce", "loss=clip"], "trainer=reinforce works with loss=reinforce"),
+        (["loss=kl_penalty", "loss.kl_target=0"], "loss.kl_target must be positive"),
+        (
+            ["scenario.prover.random=true", "scenario.verifier.frozen=true"],
+            "no agent learns",
+        ),
     ],
 )
 def test_bad_input_is_one_line(finished_run, tmp_path, overrides, message):
@@ -177,10 +184,22 @@ def files_of(run_dir: Path) -> dict[str, bytes]:
     }
 
 
-def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
+@pytest.mark.parametrize(
+    "trainer",
+    [
+        [],
+        ["loss=kl_penalty"],
+        ["trainer=reinforce"],
+        ["trainer=reinforce", "trainer.use_advantage_and_critic=true"],
+        ["schedule=alternating"],
+    ],
+    ids=["ppo", "ppo_kl_penalty", "reinforce", "reinforce_critic", "alternating"],
+)
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path, trainer):
+    """Every trainer (and objective, and update schedule) resumes exactly after SIGKILL."""
     cache = tmp_path / "cache"
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    args = ["checkpoint.interval=1"]
+    args = ["checkpoint.interval=1", *trainer]
     assert nip("nip.run", *tiny(straight, cache, 5), *args).returncode == 0
     process = subprocess.Popen(
         [sys.executable, "-m", "nip.run", *tiny(killed, cache, 5), *args],
@@ -200,6 +219,13 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     result = nip("nip.run", *tiny(killed, cache, 5), *args)
     assert result.returncode == 0, result.stderr
     assert metrics(killed) == metrics(straight)
+    # nip.evaluate reads every trainer's checkpoints.
+    from nip.scenarios.graph_iso.dataset import save_pairs_file
+    from tests.helpers import random_pairs
+
+    save_pairs_file(random_pairs(20, 8, seed=4), tmp_path / "pairs.pt")
+    result = nip("nip.evaluate", f"checkpoint={killed}", f"dataset.path={tmp_path / 'pairs.pt'}")
+    assert result.returncode == 0, result.stderr
 
 
 def test_sweep_preset_is_found():

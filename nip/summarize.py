@@ -584,7 +584,8 @@ def plot_learning_curves(summary: SweepSummary, out_path: Path) -> Path | None:
             series = [s for s in series if s]
             if series:
                 x, mean, low, high = curve(series)
-                label = f"{setting_label(summary.keys, setting)} ({len(series)} seeds)"
+                seeds = f"{len(series)} seed{'s' if len(series) != 1 else ''}"
+                label = f"{setting_label(summary.keys, setting)} ({seeds})"
                 # A short curve (a test every few iterations, a job just started) needs
                 # markers to be seen at all.
                 marker = "o" if style == "o-" or len(x) < 20 else None
@@ -599,7 +600,8 @@ def plot_learning_curves(summary: SweepSummary, out_path: Path) -> Path | None:
                 ax.axhline(level, ls="--", color=colour, label="chance" if number == 0 else None)
         ax.set(xlabel="iteration", title=f"{rows_of.capitalize()} accuracy", ylim=(-0.03, 1.03))
     axes[0].set_ylabel("verifier accuracy")
-    axes[1].legend(fontsize="small", loc="best")
+    for ax in axes:  # each panel's chance lines differ (train batches, test set)
+        ax.legend(fontsize="small", loc="best")
     fig.suptitle(f"{summary.sweep_dir} (mean over seeds; shaded: min to max)", fontsize="small")
     fig.tight_layout()
     buffer = io.BytesIO()

@@ -150,6 +150,7 @@ def test_print_composed_config():
         (["schedule=periodic", "schedule.period=0"], "schedule.period must be at least 1"),
         (["trainer=reinforce", "loss=clip"], "trainer=reinforce works with loss=reinforce"),
         (["loss=kl_penalty", "loss.kl_target=0"], "loss.kl_target must be positive"),
+        (["trainer=spg", "trainer.variant=nonsense"], "trainer.variant must be one of"),
         (
             ["scenario.prover.random=true", "scenario.verifier.frozen=true"],
             "no agent learns",
@@ -192,8 +193,9 @@ def files_of(run_dir: Path) -> dict[str, bytes]:
         ["trainer=reinforce"],
         ["trainer=reinforce", "trainer.use_advantage_and_critic=true"],
         ["schedule=alternating"],
+        ["trainer=spg"],
     ],
-    ids=["ppo", "ppo_kl_penalty", "reinforce", "reinforce_critic", "alternating"],
+    ids=["ppo", "ppo_kl_penalty", "reinforce", "reinforce_critic", "alternating", "spg_psos"],
 )
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path, trainer):
     """Every trainer (and objective, and update schedule) resumes exactly after SIGKILL."""

@@ -25,7 +25,7 @@ from nip.config.schedule import (
     ConstantScheduleConfig,
     PeriodicScheduleConfig,
 )
-from nip.config.trainer import PpoTrainerConfig, ReinforceTrainerConfig
+from nip.config.trainer import PpoTrainerConfig, ReinforceTrainerConfig, SpgTrainerConfig
 from nip.errors import NipConfigError
 
 if TYPE_CHECKING:
@@ -70,7 +70,11 @@ EXTENSIBLE_FIELDS = (
 # Group -> option name -> schema. Each schema is registered as ``<name>_schema`` in its group;
 # a YAML option file starts from one of them. Protocols share one schema unless they need more.
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
-    "trainer": {"ppo": PpoTrainerConfig, "reinforce": ReinforceTrainerConfig},
+    "trainer": {
+        "ppo": PpoTrainerConfig,
+        "reinforce": ReinforceTrainerConfig,
+        "spg": SpgTrainerConfig,
+    },
     "scenario": {"graph_iso": GraphIsoScenarioConfig},
     "protocol": {"protocol": ProtocolConfig, "multi_prover": MultiProverProtocolConfig},
     "loss": {
@@ -88,7 +92,7 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "logger": {"local": LoggerConfig, "wandb": WandbLoggerConfig},
 }
 # The objectives each trainer can optimise (the first is its default).
-TRAINER_LOSSES = {"ppo": ("clip", "kl_penalty"), "reinforce": ("reinforce",)}
+TRAINER_LOSSES = {"ppo": ("clip", "kl_penalty"), "reinforce": ("reinforce",), "spg": ("clip",)}
 # Schemas used for options without a schema of their own, when rebuilding from a dict.
 DEFAULT_SCHEMAS = {"protocol": "protocol", "device": "device"}
 PROTOCOL_SCHEMA_BY_NAME = {"debate": "multi_prover", "mnip": "multi_prover"}
@@ -346,6 +350,27 @@ def validate_hyper_params(hp: HyperParameters) -> None:
         ".frozen and .random)",
     )
     check_schedule(hp.schedule, handler.agent_names, handler.prover_names, learning)
+    if t.name == "spg":
+        from nip.objectives.opponent_shaping import VARIANTS
+
+        need(
+            t.variant in VARIANTS,
+            f"trainer.variant must be one of {', '.join(VARIANTS)}, got {t.variant!r}",
+        )
+        need(t.ihvp_rank >= 1, f"trainer.ihvp_rank must be at least 1, got {t.ihvp_rank}")
+        need(t.ihvp_rho > 0, f"trainer.ihvp_rho must be positive, got {t.ihvp_rho}")
+        need(
+            t.minibatch_size % steps == 0,
+            f"trainer=spg samples whole environment rows: trainer.minibatch_size "
+            f"({t.minibatch_size}) must be a multiple of the steps per environment ({steps})",
+        )
+        if t.stackelberg_sequence is not None:
+            named = sorted(a for group in t.stackelberg_sequence for a in group)
+            need(
+                named == sorted(handler.agent_names),
+                f"trainer.stackelberg_sequence must name every agent once "
+                f"({', '.join(handler.agent_names)}), got {t.stackelberg_sequence}",
+            )
     for role in ("prover", "verifier"):
         a = getattr(s, role)
         need(

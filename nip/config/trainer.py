@@ -84,3 +84,36 @@ class ReinforceTrainerConfig(PpoTrainerConfig):
     name: str = "reinforce"
     num_epochs: int = 1
     use_advantage_and_critic: bool = False
+
+
+@dataclass
+class SpgTrainerConfig(PpoTrainerConfig):
+    """Stackelberg policy gradient and opponent shaping (``trainer=spg``, with ``loss=clip``).
+
+    Minibatches are whole environment rows (``minibatch_size`` frames, a multiple of the
+    steps per environment), so that each agent's objective can see how earlier actions of
+    the episode, every agent's, led to its advantages (see :mod:`nip.trainers.spg`).
+
+    Attributes
+    ----------
+    variant : str
+        ``spg``, ``pspg``, ``lola``, ``pola``, ``sos`` or ``psos`` (``p``: PPO-clipped).
+    stackelberg_sequence : list of lists of str, optional
+        Agent groups, leaders first; default: the non-provers (the verifier's side), then the
+        provers.
+    ihvp_rank, ihvp_rho : int, float
+        Nyström inverse-Hessian-vector products: rows sampled, regularisation.
+    additional_lola_term : bool
+        LOLA's look-ahead term besides its shaping term.
+    sos_a, sos_b : float
+        SOS's scaling and threshold.
+    """
+
+    name: str = "spg"
+    variant: str = "psos"
+    stackelberg_sequence: list[list[str]] | None = None
+    ihvp_rank: int = 5
+    ihvp_rho: float = 0.1
+    additional_lola_term: bool = True
+    sos_a: float = 0.5
+    sos_b: float = 0.1

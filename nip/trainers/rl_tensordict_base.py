@@ -826,7 +826,7 @@ class TensorDictRlTrainer(Trainer):
         self._estimate_advantages(data)
         advantaged = time.perf_counter()
         self.replay_buffer.empty()
-        self.replay_buffer.extend(data.reshape(-1))
+        self._fill_replay_buffer(data)
         mean_loss_vals = self._train_on_replay_buffer()
         updated = time.perf_counter()
         times = {
@@ -898,9 +898,9 @@ class TensorDictRlTrainer(Trainer):
         for _ in range(t.num_epochs):
             for _ in range(num_minibatches):
                 minibatch = self.replay_buffer.sample().to(self.device)
-                loss_vals = self.loss_module(minibatch)
+                loss_vals = self.loss_module(minibatch.reshape(-1))
                 total_loss = self.loss_module.total_loss(loss_vals)
-                total_loss.backward()
+                self._backward(minibatch, loss_vals, total_loss)
                 norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
                 # Never step (let alone checkpoint) on non-finite values: stop instead. One
                 # check per minibatch: a non-finite loss makes the gradient norm non-finite.
@@ -914,6 +914,16 @@ class TensorDictRlTrainer(Trainer):
                 total = detached if total is None else total + detached
                 self._check_stop()
         return total / (t.num_epochs * num_minibatches)
+
+    def _fill_replay_buffer(self, data: TensorDictBase) -> None:
+        """Put an iteration's ``[envs, time]`` batch in the buffer (here: as single frames)."""
+        self.replay_buffer.extend(data.reshape(-1))
+
+    def _backward(
+        self, minibatch: TensorDictBase, loss_vals: TensorDictBase, total_loss: torch.Tensor
+    ) -> None:
+        """Fill the parameters' ``.grad`` for one minibatch (here: the loss's gradient)."""
+        total_loss.backward()
 
     def _get_log_stats(
         self,

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from typing import Any, NoReturn
 import numpy as np
 import yaml
 
+from nip.checkpointing import atomic_write_bytes
 from nip.cli import fail, guarded
 from nip.errors import NipError
 from nip.run_lock import LOCK_FILE
@@ -615,30 +615,20 @@ def plot_learning_curves(summary: SweepSummary, out_path: Path) -> Path | None:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename.
-
-    A reader (a notebook polling the summary) sees the old file or the new one, never a
-    half-written one.
+    """Write ``data`` to ``path`` atomically: a reader (a notebook polling the summary) sees
+    the old file or the new one, never a half-written one.
 
     Raises
     ------
     SummaryError
         If the file cannot be written.
     """
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp makes the file private; the summary is as readable as any plain file.
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, data)
     except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise SummaryError(f"cannot write {path}: {e.strerror or e}") from None
+    except NipError as e:  # a full disk, reported by the writer in one line
+        raise SummaryError(f"cannot write {path}: {e}") from None
 
 
 def _csv_number(value: float) -> str:

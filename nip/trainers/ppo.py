@@ -28,13 +28,25 @@ LOSSES = {
 }
 
 
+def per_agent_gae(advantage_cfg) -> GAE:
+    """TorchRL's GAE on the agent-dimension keys, with no value network of its own.
+
+    The trainer fills in the values of every observation and next observation in a single
+    pass (see ``TensorDictRlTrainer._estimate_advantages``).
+    """
+    gae = GAE(
+        gamma=advantage_cfg.gamma, lmbda=advantage_cfg.lmbda, value_network=None, average_gae=False
+    )
+    gae.set_keys(**{k: v for k, v in AGENT_KEYS.items() if k not in ("action", "sample_log_prob")})
+    return gae
+
+
 @TRAINER_REGISTRY.register("ppo")
 class PpoTrainer(TensorDictRlTrainer):
     """PPO (``loss=clip`` or ``loss=kl_penalty``) and per-agent GAE over the combined agents."""
 
     def _get_loss_module_and_gae(self):
         loss_cfg = self.hyper_params.loss
-        adv_cfg = self.hyper_params.advantage
         loss_class, own_settings = LOSSES[loss_cfg.name]
         loss = loss_class(
             self.policy_operator,
@@ -50,10 +62,4 @@ class PpoTrainer(TensorDictRlTrainer):
             **{key: getattr(loss_cfg, key) for key in own_settings},
         )
         loss.set_keys(**AGENT_KEYS)
-        # No value network: the trainer fills in the values of every observation and next
-        # observation in a single pass (see TensorDictRlTrainer._estimate_advantages).
-        gae = GAE(gamma=adv_cfg.gamma, lmbda=adv_cfg.lmbda, value_network=None, average_gae=False)
-        gae.set_keys(
-            **{k: v for k, v in AGENT_KEYS.items() if k not in ("action", "sample_log_prob")}
-        )
-        return loss, gae
+        return loss, per_agent_gae(self.hyper_params.advantage)

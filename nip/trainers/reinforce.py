@@ -2,10 +2,9 @@
 
 import torch
 from tensordict import TensorDictBase
-from torchrl.objectives.value import GAE
 
 from nip.objectives.reinforce import REWARD_TO_GO_KEY, MultiAgentReinforceLoss
-from nip.trainers.ppo import AGENT_KEYS
+from nip.trainers.ppo import per_agent_gae
 from nip.trainers.registry import TRAINER_REGISTRY
 from nip.trainers.rl_tensordict_base import TensorDictRlTrainer
 
@@ -38,12 +37,7 @@ class ReinforceTrainer(TensorDictRlTrainer):
         )
         if not self.uses_critic:
             return loss, None
-        adv_cfg = self.hyper_params.advantage
-        gae = GAE(gamma=adv_cfg.gamma, lmbda=adv_cfg.lmbda, value_network=None, average_gae=False)
-        gae.set_keys(
-            **{k: v for k, v in AGENT_KEYS.items() if k not in ("action", "sample_log_prob")}
-        )
-        return loss, gae
+        return loss, per_agent_gae(self.hyper_params.advantage)
 
     def _estimate_advantages(self, data: TensorDictBase) -> None:
         super()._estimate_advantages(data)  # GAE with a critic; episode ends either way

@@ -74,7 +74,10 @@ def test_loss_is_minus_log_prob_times_the_weight_per_agent(tmp_path, trainer_dat
     for i in range(trainer.num_agents):
         mine = playing[:, i]
         expected = -(log_prob[mine, i] * weight[mine, i]).mean()
-        assert out["agents", "loss_actor"][i].item() == pytest.approx(expected.item(), rel=1e-5)
+        # Float sums in another order (thread counts differ between test runs): 1e-4 relative.
+        assert out["agents", "loss_actor"][i].item() == pytest.approx(
+            expected.item(), rel=1e-4, abs=1e-7
+        )
     assert ("loss_critic" in out.keys()) == critic
 
 

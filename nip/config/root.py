@@ -91,8 +91,6 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "device": {"device": DeviceConfig},
     "logger": {"local": LoggerConfig, "wandb": WandbLoggerConfig},
 }
-# The objectives each trainer can optimise (the first is its default).
-TRAINER_LOSSES = {"ppo": ("clip", "kl_penalty"), "reinforce": ("reinforce",), "spg": ("clip",)}
 # Schemas used for options without a schema of their own, when rebuilding from a dict.
 DEFAULT_SCHEMAS = {"protocol": "protocol", "device": "device"}
 PROTOCOL_SCHEMA_BY_NAME = {"debate": "multi_prover", "mnip": "multi_prover"}
@@ -242,20 +240,6 @@ def validate_hyper_params(hp: HyperParameters) -> None:
         if not condition:
             raise NipConfigError(message)
 
-    counts = (
-        "num_iterations",
-        "frames_per_batch",
-        "num_epochs",
-        "minibatch_size",
-        "pretrain_epochs",
-        "pretrain_batch_size",
-    )
-    for key in counts:
-        need(getattr(t, key) >= 1, f"trainer.{key} must be at least 1, got {getattr(t, key)}")
-    need(t.lr >= 0, f"trainer.lr must be non-negative, got {t.lr}")
-    need(t.num_test_passes >= 1, "trainer.num_test_passes must be at least 1")
-    need(t.test_interval >= 0, f"trainer.test_interval must be >= 0, got {t.test_interval}")
-    need(t.num_normalization_frames >= 1, "trainer.num_normalization_frames must be >= 1")
     need(p.name in PROTOCOL_REGISTRY, f"unknown protocol.name {p.name!r}")
     handler = build_protocol_handler(p)  # protocols with a fixed structure check their rounds
     need(p.max_message_rounds >= 1, "protocol.max_message_rounds must be at least 1")
@@ -269,31 +253,10 @@ def validate_hyper_params(hp: HyperParameters) -> None:
         p.force_guess in (None, "zero", "one", "y"),
         f"protocol.force_guess must be null, zero, one or y, got {p.force_guess!r}",
     )
-    steps = t.steps_per_env if t.steps_per_env is not None else p.max_message_rounds
-    need(steps >= 1, "trainer.steps_per_env must be at least 1")
-    need(
-        t.frames_per_batch % steps == 0,
-        f"trainer.frames_per_batch ({t.frames_per_batch}) is not divisible by the steps per "
-        f"environment ({steps}; trainer.steps_per_env or protocol.max_message_rounds)",
-    )
-    need(
-        t.minibatch_size <= t.frames_per_batch,
-        f"trainer.minibatch_size ({t.minibatch_size}) is larger than trainer.frames_per_batch "
-        f"({t.frames_per_batch})",
-    )
-    need(
-        t.frames_per_batch % t.minibatch_size == 0,
-        f"trainer.frames_per_batch ({t.frames_per_batch}) is not divisible by "
-        f"trainer.minibatch_size ({t.minibatch_size})",
-    )
+    t.check(hp, handler)  # the trainer's own settings, and the objectives it works with
     need(
         hp.loss.loss_critic_type in ("smooth_l1", "l1", "l2"),
         f"loss.loss_critic_type must be smooth_l1, l1 or l2, got {hp.loss.loss_critic_type!r}",
-    )
-    losses = TRAINER_LOSSES.get(t.name, ())
-    need(
-        hp.loss.name in losses,
-        f"trainer={t.name} works with loss={' or loss='.join(losses)}, not loss={hp.loss.name}",
     )
     if hp.loss.name == "kl_penalty":
         lc = hp.loss
@@ -333,8 +296,6 @@ def validate_hyper_params(hp: HyperParameters) -> None:
     )
     threads = hp.device.num_threads
     need(threads is None or threads >= 1, f"device.num_threads must be >= 1, got {threads}")
-    need(t.max_grad_norm > 0, f"trainer.max_grad_norm must be positive, got {t.max_grad_norm}")
-    need(t.pretrain_lr >= 0, f"trainer.pretrain_lr must be non-negative, got {t.pretrain_lr}")
     for key in ("rollout_sample_period", "num_rollout_samples"):
         value = getattr(hp.logger, key, 0)
         need(value >= 0, f"logger.{key} must be >= 0, got {value}")
@@ -350,27 +311,6 @@ def validate_hyper_params(hp: HyperParameters) -> None:
         ".frozen and .random)",
     )
     check_schedule(hp.schedule, handler.agent_names, handler.prover_names, learning)
-    if t.name == "spg":
-        from nip.objectives.opponent_shaping import VARIANTS
-
-        need(
-            t.variant in VARIANTS,
-            f"trainer.variant must be one of {', '.join(VARIANTS)}, got {t.variant!r}",
-        )
-        need(t.ihvp_rank >= 1, f"trainer.ihvp_rank must be at least 1, got {t.ihvp_rank}")
-        need(t.ihvp_rho > 0, f"trainer.ihvp_rho must be positive, got {t.ihvp_rho}")
-        need(
-            t.minibatch_size % steps == 0,
-            f"trainer=spg samples whole environment rows: trainer.minibatch_size "
-            f"({t.minibatch_size}) must be a multiple of the steps per environment ({steps})",
-        )
-        if t.stackelberg_sequence is not None:
-            named = sorted(a for group in t.stackelberg_sequence for a in group)
-            need(
-                named == sorted(handler.agent_names),
-                f"trainer.stackelberg_sequence must name every agent once "
-                f"({', '.join(handler.agent_names)}), got {t.stackelberg_sequence}",
-            )
     for role in ("prover", "verifier"):
         a = getattr(s, role)
         need(
@@ -411,7 +351,10 @@ def validate_hyper_params(hp: HyperParameters) -> None:
     )
     # The largest batch the networks see: a minibatch, or all environments while collecting.
     check_model_fits(
-        hp, handler, max(t.minibatch_size, t.frames_per_batch // steps), available=available
+        hp,
+        handler,
+        max(t.minibatch_size, t.frames_per_batch // t.steps(p)),
+        available=available,
     )
 
 

@@ -1,6 +1,14 @@
 """Schema of the ``trainer`` config group."""
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from nip.errors import NipConfigError
+
+
+def _need(condition: bool, message: str) -> None:
+    if not condition:
+        raise NipConfigError(message)
 
 
 @dataclass
@@ -49,6 +57,9 @@ class PpoTrainerConfig:
         Settings of that supervised pretraining.
     """
 
+    # The ``loss`` options this trainer can optimise.
+    LOSSES: ClassVar[tuple[str, ...]] = ("clip", "kl_penalty")
+
     name: str = "ppo"
     num_iterations: int = 5000
     frames_per_batch: int = 2048
@@ -69,6 +80,72 @@ class PpoTrainerConfig:
     pretrain_batch_size: int = 256
     pretrain_lr: float = 1e-3
 
+    def steps(self, protocol: Any) -> int:
+        """Steps each parallel environment takes per iteration."""
+        return self.steps_per_env if self.steps_per_env is not None else protocol.max_message_rounds
+
+    def check(self, hp: Any, handler: Any) -> None:
+        """Refuse settings of this trainer that its types cannot rule out (one line each).
+
+        Parameters
+        ----------
+        hp : HyperParameters
+            The whole configuration.
+        handler : ProtocolHandler
+            The protocol's agents and rounds.
+
+        Raises
+        ------
+        NipConfigError
+        """
+        counts = (
+            "num_iterations",
+            "frames_per_batch",
+            "num_epochs",
+            "minibatch_size",
+            "pretrain_epochs",
+            "pretrain_batch_size",
+        )
+        for key in counts:
+            value = getattr(self, key)
+            _need(value >= 1, f"trainer.{key} must be at least 1, got {value}")
+        _need(self.lr >= 0, f"trainer.lr must be non-negative, got {self.lr}")
+        _need(self.num_test_passes >= 1, "trainer.num_test_passes must be at least 1")
+        _need(
+            self.test_interval >= 0, f"trainer.test_interval must be >= 0, got {self.test_interval}"
+        )
+        _need(self.num_normalization_frames >= 1, "trainer.num_normalization_frames must be >= 1")
+        steps = self.steps(hp.protocol)
+        _need(steps >= 1, "trainer.steps_per_env must be at least 1")
+        _need(
+            self.frames_per_batch % steps == 0,
+            f"trainer.frames_per_batch ({self.frames_per_batch}) is not divisible by the steps "
+            f"per environment ({steps}; trainer.steps_per_env or protocol.max_message_rounds)",
+        )
+        _need(
+            self.minibatch_size <= self.frames_per_batch,
+            f"trainer.minibatch_size ({self.minibatch_size}) is larger than "
+            f"trainer.frames_per_batch ({self.frames_per_batch})",
+        )
+        _need(
+            self.frames_per_batch % self.minibatch_size == 0,
+            f"trainer.frames_per_batch ({self.frames_per_batch}) is not divisible by "
+            f"trainer.minibatch_size ({self.minibatch_size})",
+        )
+        _need(
+            self.max_grad_norm > 0,
+            f"trainer.max_grad_norm must be positive, got {self.max_grad_norm}",
+        )
+        _need(
+            self.pretrain_lr >= 0,
+            f"trainer.pretrain_lr must be non-negative, got {self.pretrain_lr}",
+        )
+        _need(
+            hp.loss.name in self.LOSSES,
+            f"trainer={self.name} works with loss={' or loss='.join(self.LOSSES)}, "
+            f"not loss={hp.loss.name}",
+        )
+
 
 @dataclass
 class ReinforceTrainerConfig(PpoTrainerConfig):
@@ -80,6 +157,8 @@ class ReinforceTrainerConfig(PpoTrainerConfig):
         Weight log-probabilities by GAE advantages from a learned critic (and train it);
         ``false`` weights them by each agent's discounted reward-to-go, with no critic.
     """
+
+    LOSSES: ClassVar[tuple[str, ...]] = ("reinforce",)
 
     name: str = "reinforce"
     num_epochs: int = 1
@@ -109,6 +188,8 @@ class SpgTrainerConfig(PpoTrainerConfig):
         SOS's scaling and threshold.
     """
 
+    LOSSES: ClassVar[tuple[str, ...]] = ("clip",)
+
     name: str = "spg"
     variant: str = "psos"
     stackelberg_sequence: list[list[str]] | None = None
@@ -117,3 +198,27 @@ class SpgTrainerConfig(PpoTrainerConfig):
     additional_lola_term: bool = True
     sos_a: float = 0.5
     sos_b: float = 0.1
+
+    def check(self, hp: Any, handler: Any) -> None:  # noqa: D102
+        super().check(hp, handler)
+        from nip.objectives.opponent_shaping import VARIANTS
+
+        _need(
+            self.variant in VARIANTS,
+            f"trainer.variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}",
+        )
+        _need(self.ihvp_rank >= 1, f"trainer.ihvp_rank must be at least 1, got {self.ihvp_rank}")
+        _need(self.ihvp_rho > 0, f"trainer.ihvp_rho must be positive, got {self.ihvp_rho}")
+        steps = self.steps(hp.protocol)
+        _need(
+            self.minibatch_size % steps == 0,
+            f"trainer=spg samples whole environment rows: trainer.minibatch_size "
+            f"({self.minibatch_size}) must be a multiple of the steps per environment ({steps})",
+        )
+        if self.stackelberg_sequence is not None:
+            named = sorted(a for group in self.stackelberg_sequence for a in group)
+            _need(
+                named == sorted(handler.agent_names),
+                f"trainer.stackelberg_sequence must name every agent once "
+                f"({', '.join(handler.agent_names)}), got {self.stackelberg_sequence}",
+            )

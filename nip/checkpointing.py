@@ -134,8 +134,11 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
     raise NipCheckpointError(f"no checkpoint found at {path}")
 
 
-def load_checkpoint_file(path: Path) -> dict[str, Any]:
+def load_checkpoint_file(path: Path, mmap: bool = False) -> dict[str, Any]:
     """Load a checkpoint written by :func:`atomic_torch_save` (no pickled code is executed).
+
+    ``mmap`` maps the file instead of reading it: tensors are read only when touched (for
+    readers that want the progress fields alone).
 
     Raises
     ------
@@ -143,7 +146,7 @@ def load_checkpoint_file(path: Path) -> dict[str, Any]:
         If the file cannot be read or is not a checkpoint of this format.
     """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # torch raises many types for corrupt files
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise NipCheckpointError(f"cannot read checkpoint {path}: {first_line}") from e

@@ -76,3 +76,25 @@ def _lock_waiting_out_readers(fd: int) -> None:
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.05)
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether a process holds ``run_dir``'s lock (a run is going on there), without waiting.
+
+    A shared lock conflicts only with the exclusive one a live run holds, and is released at
+    once; a run that starts in that instant waits :data:`READER_GRACE_S` for it. No lock file
+    means no run has started there.
+    """
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False  # a filesystem without flock: no run could hold it either
+    finally:
+        os.close(fd)  # closing releases the shared lock, if taken
+    return False

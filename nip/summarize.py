@@ -24,11 +24,8 @@ starts in that instant waits for it (:data:`nip.run_lock.READER_GRACE_S`).
 
 import argparse
 import csv
-import fcntl
 import io
-import json
 import math
-import os
 import sys
 import textwrap
 from collections.abc import Iterable, Sequence
@@ -39,10 +36,11 @@ from typing import Any, NoReturn
 import numpy as np
 import yaml
 
-from nip.checkpointing import atomic_write_bytes
+from nip.checkpointing import atomic_write_bytes, load_checkpoint_file
 from nip.cli import fail, guarded
-from nip.errors import NipError
-from nip.run_lock import LOCK_FILE
+from nip.errors import NipCheckpointError, NipError
+from nip.metrics import MetricsFile
+from nip.run_lock import is_locked
 
 SUMMARY_FILE = "summary.csv"
 CURVES_FILE = "learning_curves.png"
@@ -190,44 +188,14 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     so a damaged line is left out rather than refused (the trainer refuses it on resume).
     """
     try:
-        data = path.read_bytes()
+        rows = MetricsFile(path).read(skip_damaged=True)
     except OSError:
         return []
-    rows = []
-    for line in data.split(b"\n"):
-        try:
-            row = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if isinstance(row, dict) and "iteration" in row:
-            rows.append(row)
-    return rows
+    return [row for row in rows if isinstance(row, dict) and "iteration" in row]
 
 
 def _is_test_line(row: dict[str, Any]) -> bool:
     return any(key.startswith("test_") for key in row)
-
-
-def is_locked(job_dir: Path) -> bool:
-    """Whether a process holds ``job_dir``'s run lock (the job is running).
-
-    A shared lock taken without waiting conflicts only with the exclusive lock a live run
-    holds; it is released at once. No lock file means no run has started there.
-    """
-    path = job_dir / LOCK_FILE
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False  # a filesystem without flock: no run could hold it either
-    finally:
-        os.close(fd)  # closing releases the shared lock, if taken
-    return False
 
 
 def _num_iterations(job_dir: Path) -> int | None:
@@ -243,22 +211,14 @@ def _num_iterations(job_dir: Path) -> int | None:
 def _checkpoint_progress(state_path: Path) -> tuple[int, bool] | None:
     """``(iteration, tested)`` of a checkpoint, or ``None`` if it is missing or unreadable.
 
-    ``metadata.json`` beside it records versions only, so the state file itself is read:
-    memory-mapped (the weights are never read from disk) and with ``weights_only`` (no
-    pickled code runs). torch is imported only when a job may have finished.
+    ``metadata.json`` beside it records versions only, so the state file itself is read,
+    memory-mapped: the weights are never read from disk.
     """
     if not state_path.is_file():
         return None
-    import torch
-
-    state = None
-    for mmap in (True, False):  # mmap needs torch's zip format; older files are read whole
-        try:
-            state = torch.load(state_path, map_location="cpu", weights_only=True, mmap=mmap)
-            break
-        except Exception:  # torch raises many types for unreadable files
-            continue
-    if not isinstance(state, dict):
+    try:
+        state = load_checkpoint_file(state_path, mmap=True)
+    except NipCheckpointError:
         return None
     iteration, tested = state.get("iteration"), state.get("tested")
     if not isinstance(iteration, int) or not isinstance(tested, bool):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import TINY_DATA_OVERRIDES
+
 ROOT = Path(__file__).resolve().parent.parent
 TIME_PREFIXES = ("time_", "frames_per_s", "sys_")
 
@@ -18,15 +20,7 @@ def tiny(run_dir: Path, cache: Path, iterations: int = 2) -> list[str]:
     """Tiny run settings (few pairs, short iterations) with the paper's networks."""
     return [
         f"trainer.num_iterations={iterations}",
-        "trainer.frames_per_batch=64",
-        "trainer.num_epochs=1",
-        "trainer.minibatch_size=32",
-        "trainer.num_normalization_frames=64",
-        "scenario.num_train_pairs=200",
-        "scenario.num_test_pairs=50",
-        "device=cpu",
-        "device.num_threads=1",
-        "logger.progress_bar=false",
+        *TINY_DATA_OVERRIDES,
         f"cache_dir={cache}",
         f"hydra.run.dir={run_dir}",
     ]

@@ -299,12 +299,10 @@ def validate_hyper_params(hp: HyperParameters) -> None:
     for key in ("rollout_sample_period", "num_rollout_samples"):
         value = getattr(hp.logger, key, 0)
         need(value >= 0, f"logger.{key} must be >= 0, got {value}")
+    from nip.scenarios.graph_iso.agents import agent_config
     from nip.trainers.update_schedule import check_schedule
 
-    learning = [
-        not agent_is_fixed(getattr(s, "verifier" if handler.has_decider(n) else "prover"))
-        for n in handler.agent_names
-    ]
+    learning = [not agent_is_fixed(agent_config(handler, s, n)) for n in handler.agent_names]
     need(
         any(learning),
         "no agent learns: every agent is frozen or random (scenario.prover / scenario.verifier "

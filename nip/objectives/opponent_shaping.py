@@ -116,8 +116,11 @@ def nystrom_ihvp(
     n = g.numel()
     k = min(rank, n)
     idx = torch.randperm(n, generator=generator)[:k].to(g.device)
-    eye = torch.eye(n, dtype=g.dtype, device=g.device)
-    rows = torch.stack([hvp(eye[i]) for i in idx])  # [k, n]
+    # The unit vectors of the sampled coordinates only: an n x n identity would cost
+    # hundreds of MB for an agent's policy (n is its parameter count).
+    units = torch.zeros(k, n, dtype=g.dtype, device=g.device)
+    units[torch.arange(k, device=g.device), idx] = 1
+    rows = torch.stack([hvp(unit) for unit in units])  # [k, n]
     w = rows[:, idx]
     system = w + rows @ rows.T / rho
     if jitter is None:
@@ -158,6 +161,21 @@ def shaped_updates(
     list of Tensor
         Flat update of each agent (what gradient descent should subtract, scaled by the lr).
     """
+    return shaped_updates_and_gradients(losses, params, groups, settings, lookahead_lrs, generator)[
+        0
+    ]
+
+
+def shaped_updates_and_gradients(
+    losses: Sequence[Tensor],
+    params: Sequence[Sequence[Tensor]],
+    groups: Sequence[Sequence[int]],
+    settings: ShapingSettings,
+    lookahead_lrs: Sequence[float] | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[list[Tensor], list[Tensor]]:
+    """:func:`shaped_updates`, and each agent's plain gradient ``xi_i`` (flat, detached)
+    that it computes on the way (so a caller comparing the two needs no second backward)."""
     if settings.variant not in VARIANTS:
         raise ValueError(f"unknown variant {settings.variant!r}; one of {', '.join(VARIANTS)}")
     num_agents = len(losses)
@@ -195,12 +213,12 @@ def shaped_updates(
                 )
     xi = [x.detach() for x in xi]
     if not sos:
-        return [x - hg - os for x, hg, os in zip(xi, lookahead, shaping, strict=True)]
+        return [x - hg - os for x, hg, os in zip(xi, lookahead, shaping, strict=True)], xi
     reduced = [x - h for x, h in zip(xi, lookahead, strict=True)]
     raw, os, xi0 = (torch.cat(v) for v in (xi, shaping, reduced))
     p = sos_p(raw, xi0, os, settings.sos_a, settings.sos_b)
     update = xi0 - p * os
-    return list(update.split([x.numel() for x in xi]))
+    return list(update.split([x.numel() for x in xi])), xi
 
 
 def sos_p(xi: Tensor, xi0: Tensor, os: Tensor, a: float, b: float) -> Tensor:

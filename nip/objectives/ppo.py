@@ -13,7 +13,34 @@ from torchrl.objectives import ClipPPOLoss, PPOLoss
 AGENT_DONE_KEY = ("agents", "agent_done")
 
 
-class _PerAgentPpoLoss:
+class PerAgentLoss:
+    """What every loss module of the trainers shares (a mixin beside a TorchRL ``LossModule``).
+
+    ``learning`` (bool ``[A]``) marks the agents whose terms count; the trainer updates it in
+    place from the update schedule. ``training_state`` is what training changes in the loss
+    besides the networks, checkpointed with them (none here).
+    """
+
+    learning: Tensor
+
+    def _register_agents(self, num_agents: int, learning_agents: Sequence[bool] | None) -> None:
+        self.num_agents = num_agents
+        learning = [True] * num_agents if learning_agents is None else list(learning_agents)
+        self.register_buffer("learning", torch.tensor(learning, dtype=torch.bool), persistent=False)
+
+    def total_loss(self, loss_vals: TensorDictBase) -> torch.Tensor:
+        """The scalar to differentiate: the sum of every top-level ``loss_*`` term."""
+        return sum(v for k, v in loss_vals.items() if k.startswith("loss_"))
+
+    def training_state(self) -> dict[str, Tensor]:
+        """State that training changes besides the networks (checkpointed with them)."""
+        return {}
+
+    def load_training_state(self, state: dict[str, Tensor]) -> None:
+        """Restore what :meth:`training_state` returned."""
+
+
+class _PerAgentPpoLoss(PerAgentLoss):
     """Per-agent losses on top of a TorchRL PPO loss (a mixin placed before it in the bases).
 
     Log-probabilities, advantages, values and targets are ``[batch, agent(, 1)]``. Each
@@ -53,10 +80,8 @@ class _PerAgentPpoLoss:
         # include the frames after an agent finished.
         kwargs.update(reduction="none", functional=False, normalize_advantage=False)
         super().__init__(*args, **kwargs)
-        self.num_agents = num_agents
+        self._register_agents(num_agents, learning_agents)
         self.standardize_advantage = normalize_advantage
-        learning = [True] * num_agents if learning_agents is None else list(learning_agents)
-        self.register_buffer("learning", torch.tensor(learning, dtype=torch.bool), persistent=False)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:  # noqa: D102
         playing = ~tensordict.get(AGENT_DONE_KEY)  # [B, A]
@@ -79,17 +104,6 @@ class _PerAgentPpoLoss:
         self, result: TensorDictBase, per_agent: dict[str, Tensor], weight: Tensor, count: Tensor
     ) -> None:
         """Add loss terms of a subclass (``weight`` ``[frames, A]`` marks each agent's frames)."""
-
-    def total_loss(self, loss_vals: TensorDictBase) -> torch.Tensor:
-        """The scalar to differentiate: the sum of every top-level ``loss_*`` term."""
-        return sum(v for k, v in loss_vals.items() if k.startswith("loss_"))
-
-    def training_state(self) -> dict[str, Tensor]:
-        """State that training changes besides the networks (checkpointed with them)."""
-        return {}
-
-    def load_training_state(self, state: dict[str, Tensor]) -> None:
-        """Restore what :meth:`training_state` returned."""
 
 
 class MultiAgentClipPPOLoss(_PerAgentPpoLoss, ClipPPOLoss):

@@ -3,20 +3,24 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import ProbabilisticTensorDictSequential, TensorDictModule
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule, distance_loss
 
-from nip.objectives.ppo import AGENT_DONE_KEY, masked_standardize, reduce_per_agent
+from nip.objectives.ppo import (
+    AGENT_DONE_KEY,
+    PerAgentLoss,
+    masked_standardize,
+    reduce_per_agent,
+)
 
 # Each agent's discounted return from each frame to the end of its episode (or of the
 # environment's row of the batch), written by trainer=reinforce.
 REWARD_TO_GO_KEY = ("agents", "reward_to_go")
 
 
-class MultiAgentReinforceLoss(LossModule):
+class MultiAgentReinforceLoss(PerAgentLoss, LossModule):
     """REINFORCE: ``loss_actor_i = -mean(log pi_i(a) * w_i)`` over agent ``i``'s frames.
 
     ``w_i`` is the reward-to-go (``("agents", "reward_to_go")``) without a critic, or the
@@ -69,13 +73,11 @@ class MultiAgentReinforceLoss(LossModule):
         self._set_deprecated_ctor_keys()
         self.actor_network = actor_network
         self.critic_network = critic_network
-        self.num_agents = num_agents
+        self._register_agents(num_agents, learning_agents)
         self.entropy_coeff = entropy_coeff
         self.critic_coeff = critic_coeff
         self.loss_critic_type = loss_critic_type
         self.standardize_advantage = normalize_advantage
-        learning = [True] * num_agents if learning_agents is None else list(learning_agents)
-        self.register_buffer("learning", torch.tensor(learning, dtype=torch.bool), persistent=False)
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass
@@ -107,7 +109,3 @@ class MultiAgentReinforceLoss(LossModule):
         result, per_agent = reduce_per_agent(out, weight)
         result.set("agents", TensorDict(per_agent, batch_size=[self.num_agents]))
         return result
-
-    def total_loss(self, loss_vals: TensorDictBase) -> torch.Tensor:
-        """The scalar to differentiate: the sum of every top-level ``loss_*`` term."""
-        return sum(v for k, v in loss_vals.items() if k.startswith("loss_"))

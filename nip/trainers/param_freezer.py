@@ -28,6 +28,8 @@ class ParamGroupFreezer:
 
     def set_frozen(self, agents: set[str]) -> None:
         """Freeze exactly ``agents`` (and unfreeze every other agent)."""
+        if set(agents) == self.frozen:
+            return  # the common case (every iteration of a constant schedule): nothing to do
         for agent in self.agent_groups:
             requires_grad = agent not in agents
             for group in self.agent_groups[agent]:

@@ -40,6 +40,7 @@ from nip.config.root import agent_is_fixed, science_dict, with_added_science_fie
 from nip.errors import NipCheckpointError, NipInterrupted, NipRunError
 from nip.evaluation import EpisodeResults, episode_stats, run_episodes
 from nip.metrics import MetricsFile
+from nip.objectives.ppo import PerAgentLoss
 from nip.operators import (
     NORMALIZED_KEYS,
     VALUE_KEY,
@@ -227,7 +228,7 @@ class TensorDictRlTrainer(Trainer):
         self.value_operator = build_value_operator(self.scenario_instance.combined_value)
 
     @abstractmethod
-    def _get_loss_module_and_gae(self) -> tuple[nn.Module, nn.Module | None]:
+    def _get_loss_module_and_gae(self) -> tuple[PerAgentLoss, nn.Module | None]:
         """The loss module and the advantage estimator (``None`` if the loss needs none)."""
 
     def _get_optimizer_and_param_freezer(
@@ -360,8 +361,7 @@ class TensorDictRlTrainer(Trainer):
         self.scenario_instance.combined_policy.load_state_dict(state["policy"])
         self.scenario_instance.combined_value.load_state_dict(state["value"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if hasattr(self.loss_module, "load_training_state"):
-            self.loss_module.load_training_state(state.get("loss", {}))
+        self.loss_module.load_training_state(state.get("loss", {}))
         self._set_observation_norm_state(state["observation_norm"])
         self.state = TrainerState(
             iteration=state["iteration"],
@@ -478,7 +478,7 @@ class TensorDictRlTrainer(Trainer):
             "policy": self.scenario_instance.combined_policy.state_dict(),
             "value": self.scenario_instance.combined_value.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "loss": self._loss_training_state(),
+            "loss": self.loss_module.training_state(),
             "observation_norm": self._observation_norm_state(),
             "rng": capture_rng_state(),
             "metrics_lines": self.metrics.num_lines(),
@@ -487,11 +487,6 @@ class TensorDictRlTrainer(Trainer):
             state["train_env"] = self.scenario_instance.train_environment.env_state()
             state["carrier"] = tensordict_to_state(self.train_collector._carrier)
         return state
-
-    def _loss_training_state(self) -> dict[str, Any]:
-        """What training changes in the loss module besides the networks (e.g. KL betas)."""
-        training_state = getattr(self.loss_module, "training_state", None)
-        return training_state() if training_state is not None else {}
 
     def _write_checkpoint(self, state: dict[str, Any], log: bool = True) -> None:
         """Write ``state`` (from :meth:`_checkpoint_state`) atomically; log it to W&B."""
@@ -800,9 +795,7 @@ class TensorDictRlTrainer(Trainer):
         self.param_group_freezer.set_frozen(
             {name for name, u in zip(self.agent_names, updating, strict=True) if not u}
         )
-        learning = getattr(self.loss_module, "learning", None)
-        if learning is not None:
-            learning.copy_(torch.tensor(updating))
+        self.loss_module.learning.copy_(torch.tensor(updating))
         return updating
 
     def _run_iteration(
@@ -949,9 +942,10 @@ class TensorDictRlTrainer(Trainer):
             for key, value in mean_loss_vals.items():
                 if key == "agents":
                     for sub_key, column in value.items():
-                        for i, agent in enumerate(self.agent_names):
-                            if updated[i]:  # the others have no loss
-                                stats[f"{agent}.{sub_key}"] = column[i].item()
+                        values = column.tolist()  # one transfer per statistic, not per agent
+                        for agent, learnt, v in zip(self.agent_names, updated, values, strict=True):
+                            if learnt:  # the others have no loss
+                                stats[f"{agent}.{sub_key}"] = v
                 else:
                     stats[key] = value.item()
             if self.hyper_params.schedule.name != "constant":

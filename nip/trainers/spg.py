@@ -30,7 +30,7 @@ from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.data.replay_buffers import SamplerWithoutReplacement
 
 from nip.factory import steps_per_env
-from nip.objectives.opponent_shaping import ShapingSettings, shaped_updates
+from nip.objectives.opponent_shaping import ShapingSettings, shaped_updates_and_gradients
 from nip.objectives.ppo import AGENT_DONE_KEY, masked_standardize
 from nip.scenarios.graph_iso.agents import agent_config
 from nip.trainers.ppo import PpoTrainer
@@ -154,17 +154,17 @@ class SpgTrainer(PpoTrainer):
             for i in learners
         ]
         losses = self.surrogate_losses(minibatch, learners)
-        updates = shaped_updates(
+        updates, gradients = shaped_updates_and_gradients(
             losses, params, self._stackelberg_groups(learners), self._shaping_settings(), lookahead
         )
         correction = torch.zeros(self.num_agents, device=self.device)
-        for i, agent_params, update, loss in zip(learners, params, updates, losses, strict=True):
-            own = torch.autograd.grad(loss, agent_params, retain_graph=True, allow_unused=True)
-            sizes = [p.numel() for p in agent_params]
-            for p, piece, g in zip(agent_params, update.split(sizes), own, strict=True):
+        for i, agent_params, update, plain_gradient in zip(
+            learners, params, updates, gradients, strict=True
+        ):
+            # How far the agent's policy update is from its own plain gradient.
+            correction[i] = (update - plain_gradient).norm()
+            pieces = update.split([p.numel() for p in agent_params])
+            for p, piece in zip(agent_params, pieces, strict=True):
                 piece = piece.reshape(p.shape)
                 p.grad = piece.clone() if p.grad is None else p.grad + piece
-                g = torch.zeros_like(piece) if g is None else g
-                correction[i] += ((piece - g) ** 2).sum()
-        # How far each agent's policy update is from its own plain gradient.
-        loss_vals.set(("agents", "shaping_correction_norm"), correction.sqrt().detach())
+        loss_vals.set(("agents", "shaping_correction_norm"), correction)

@@ -3,7 +3,8 @@
 Plays one episode per pair (per pass) of any dataset file, in our format or the original
 code's, with a trained system, prints the verifier's accuracy overall, on isomorphic and
 non-isomorphic pairs and by Weisfeiler-Lehman score, and writes it as JSON beside the
-checkpoint.
+checkpoint. A checkpoint of ``trainer=solo_agent`` has no interaction to play: each agent's
+solo classifier classifies every pair once, with the same breakdowns per agent.
 """
 
 import json
@@ -18,6 +19,7 @@ from omegaconf import MISSING, OmegaConf
 from nip.checkpointing import atomic_write_json, load_checkpoint_file, resolve_checkpoint_path
 from nip.cli import guarded, one_line
 from nip.config.root import check_model_fits, hyper_params_from_dict
+from nip.config.trainer import shares_body
 from nip.evaluation import EpisodeResults, episode_stats, run_episodes
 from nip.experiment_settings import resolve_device
 from nip.factory import MAX_EVAL_ENVS
@@ -26,6 +28,9 @@ from nip.protocols import build_protocol_handler
 from nip.scenarios.graph_iso.agents import build_combined_agents
 from nip.scenarios.graph_iso.dataset import load_pairs_file
 from nip.scenarios.graph_iso.environment import GraphIsoEnvironment
+from nip.scenarios.graph_iso.supervised import GraphIsoSupervisedView
+from nip.trainers.solo_agent import EVAL_BATCH_SIZE
+from nip.trainers.supervised import SoloClassifiers, classification_stats
 from nip.utils.seeding import derive_seed, fork_rng
 
 
@@ -87,10 +92,13 @@ def evaluate(args: EvaluateArgs) -> dict[str, float]:
     num_envs = min(len(dataset), MAX_EVAL_ENVS)
     check_model_fits(hp, protocol_handler, num_envs, dataset.max_nodes)
     policy, _ = build_combined_agents(
-        protocol_handler, hp.scenario, dataset.max_nodes, hp.seed, hp.trainer.use_shared_body
+        protocol_handler, hp.scenario, dataset.max_nodes, hp.seed, shares_body(hp.trainer)
     )
     policy.load_state_dict(state["policy"])
     policy.to(device).eval()
+    if "solo_heads" in state:
+        stats = evaluate_solo(state, hp, policy, dataset, device)
+        return _report(args, checkpoint_path, output, state, len(dataset), stats)
     env = add_episode_return(
         GraphIsoEnvironment(
             dataset,
@@ -112,11 +120,41 @@ def evaluate(args: EvaluateArgs) -> dict[str, float]:
         ]
     merged = EpisodeResults.concatenate(results)
     stats = episode_stats(merged, protocol_handler.agent_names, dataset.wl_score, prefix="")
+    return _report(args, checkpoint_path, output, state, len(dataset), stats)
+
+
+def evaluate_solo(
+    state: dict, hp, policy: torch.nn.Module, dataset, device: torch.device
+) -> dict[str, float]:
+    """Each agent's solo classifier (body and solo head) on every pair of ``dataset``.
+
+    Returns
+    -------
+    dict
+        Per trained agent ``<agent>.accuracy`` / ``.loss``, accuracy by label and by WL score;
+        ``num_examples`` and ``isomorphic_fraction``; ``solo: True``.
+    """
+    view = GraphIsoSupervisedView(policy, dataset, hp.scenario, device=device)
+    learning = tuple(
+        name in {k.split(".")[0] for k in state["solo_heads"]} for name in policy.agent_names
+    )
+    classifiers = SoloClassifiers(
+        view, policy.agent_names, learning, seed=hp.seed, lr=1.0, body_lr_factors=False
+    )
+    classifiers.heads.load_state_dict(state["solo_heads"])
+    stats = classification_stats(
+        classifiers, view, torch.arange(len(dataset)), EVAL_BATCH_SIZE, "", view.strata
+    )
+    return {"solo": True, **stats}
+
+
+def _report(args, checkpoint_path, output, state, num_pairs, stats) -> dict:
+    """The evaluation's JSON report, written to ``output``; returned with its path."""
     report = {
         "checkpoint": str(checkpoint_path),
         "dataset": str(args.dataset.path),
         "iteration": state["iteration"],
-        "num_pairs": len(dataset),
+        "num_pairs": num_pairs,
         "num_passes": args.num_passes,
         "seed": args.seed,
         "greedy": args.greedy,
@@ -147,6 +185,23 @@ def check_writable(path: Path) -> None:
         raise NipConfigError(f"output={path} is a directory; give a file name")
 
 
+def _print_solo(report: dict) -> None:
+    """Each solo agent's accuracy, overall and by label and WL score."""
+    agents = [k[: -len(".accuracy")] for k in report if k.endswith(".accuracy")]
+    share = report["isomorphic_fraction"]
+    print(
+        f"solo accuracy over {report['num_pairs']} pairs (chance {max(share, 1 - share):.4f}: "
+        f"always answering the majority label):"
+    )
+    for agent in agents:
+        print(f"  {agent}: {report[f'{agent}.accuracy']:.4f}")
+        for key, value in report.items():
+            if key.startswith(f"{agent}.accuracy_"):
+                print(f"    {key[len(agent) + len('.accuracy_') :]}: {value:.4f}")
+    print(f"written to {report['output']}")
+    print(json.dumps({k: v for k, v in report.items() if k != "output"}, indent=None))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse ``key=value`` arguments against :class:`EvaluateArgs` and evaluate."""
     argv = sys.argv[1:] if argv is None else argv
@@ -168,6 +223,9 @@ def main(argv: list[str] | None = None) -> None:
 
             raise NipConfigError(raise_config) from None
         report = evaluate(args)
+        if report.get("solo"):
+            _print_solo(report)
+            return
         how = "greedy actions" if report["greedy"] else f"sampled actions, seed {report['seed']}"
         print(
             f"accuracy: {report['mean_accuracy']:.4f} over {report['num_episodes']:.0f} episodes "

@@ -1,6 +1,7 @@
 """Build a scenario instance and a trainer from hyper-parameters."""
 
 from nip.config import HyperParameters
+from nip.config.trainer import shares_body
 from nip.experiment_settings import ExperimentSettings
 from nip.protocols import build_protocol_handler
 from nip.scenario_instance import ScenarioInstance
@@ -33,30 +34,33 @@ def build_scenario_instance(
     hp = hyper_params
     protocol_handler = build_protocol_handler(hp.protocol)
     train_dataset, test_dataset = build_datasets(hp.scenario, settings.cache_dir)
-    num_envs = hp.trainer.frames_per_batch // steps_per_env(hp)
-    train_env = GraphIsoEnvironment(
-        train_dataset,
-        protocol_handler,
-        num_envs,
-        message_size=hp.scenario.message_size,
-        seed=derive_seed(hp.seed, "train_environment"),
-        device=settings.device,
-    )
-    test_env = GraphIsoEnvironment(
-        test_dataset,
-        protocol_handler,
-        min(len(test_dataset), MAX_EVAL_ENVS),
-        message_size=hp.scenario.message_size,
-        seed=derive_seed(hp.seed, "test_environment"),
-        shuffle=False,
-        device=settings.device,
-    )
+    train_env = test_env = None
+    # Trainers that play no episodes (supervised solo training) get no environments.
+    if type(hp.trainer).USES_ENVIRONMENTS:
+        num_envs = hp.trainer.frames_per_batch // steps_per_env(hp)
+        train_env = GraphIsoEnvironment(
+            train_dataset,
+            protocol_handler,
+            num_envs,
+            message_size=hp.scenario.message_size,
+            seed=derive_seed(hp.seed, "train_environment"),
+            device=settings.device,
+        )
+        test_env = GraphIsoEnvironment(
+            test_dataset,
+            protocol_handler,
+            min(len(test_dataset), MAX_EVAL_ENVS),
+            message_size=hp.scenario.message_size,
+            seed=derive_seed(hp.seed, "test_environment"),
+            shuffle=False,
+            device=settings.device,
+        )
     policy, value = build_combined_agents(
         protocol_handler,
         hp.scenario,
         train_dataset.max_nodes,
         hp.seed,
-        hp.trainer.use_shared_body,
+        shares_body(hp.trainer),
     )
     return ScenarioInstance(
         train_dataset=train_dataset,

@@ -78,6 +78,53 @@ def metrics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Figure |
     return fig
 
 
+def solo_metrics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Figure | None:
+    """The figure of a solo-agent run's ``metrics.jsonl``, or ``None`` before the first epoch.
+
+    Left: each agent's accuracy on the epoch's training batches (solid), on the held-out
+    part after the epoch (dashed) and on the test split at the end (marker), with chance on
+    the held-out part. Right: the same agents' cross-entropy losses.
+    """
+    rows = MetricsFile(metrics_path).read(skip_damaged=True)
+    epochs = [r for r in rows if "epoch" in r]
+    if not epochs:
+        return None
+    test = [r for r in rows if "test_isomorphic_fraction" in r]
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, agent in enumerate(agent_names):
+        colour = f"C{i}"
+        for ax, stat in ((ax_acc, "accuracy"), (ax_loss, "loss")):
+            x, y = _series(epochs, f"{agent}.{stat}")
+            if not x:
+                continue  # an agent that is not trained (frozen or random)
+            ax.plot(x, y, "-", color=colour, label=f"{agent} (train)")
+            ax.plot(*_series(epochs, f"{agent}.heldout_{stat}"), "--", color=colour)
+            if test:
+                ax.plot(*_series(test, f"{agent}.test_{stat}"), "o", color=colour)
+    chance = _chance(epochs, "heldout_isomorphic_fraction") or _chance(
+        epochs, "isomorphic_fraction"
+    )
+    if chance is not None:
+        ax_acc.axhline(chance, ls=":", color="gray", label="chance")
+    ax_acc.set(
+        xlabel="epoch",
+        ylabel="accuracy",
+        ylim=SHARE_LIMITS,
+        title="Solo accuracy (dashed: held out; dots: test)",
+    )
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Solo loss")
+    ax_acc.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_solo_metrics(
+    metrics_path: Path, out_path: Path, agent_names: tuple[str, ...]
+) -> Path | None:
+    """Write :func:`solo_metrics_figure` as a PNG (see :func:`plot_metrics`)."""
+    return _save(solo_metrics_figure(metrics_path, agent_names), out_path)
+
+
 def plot_metrics(metrics_path: Path, out_path: Path, agent_names: tuple[str, ...]) -> Path | None:
     """Write :func:`metrics_figure` as a PNG.
 
@@ -95,7 +142,11 @@ def plot_metrics(metrics_path: Path, out_path: Path, agent_names: tuple[str, ...
     Path or None
         ``out_path``, or ``None`` if there were no training iterations to plot.
     """
-    fig = metrics_figure(metrics_path, agent_names)
+    return _save(metrics_figure(metrics_path, agent_names), out_path)
+
+
+def _save(fig: Figure | None, out_path: Path) -> Path | None:
+    """Write ``fig`` as a PNG atomically (nothing for ``None``); returns the path written."""
     if fig is None:
         return None
     out_path = Path(out_path)

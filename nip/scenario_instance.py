@@ -19,9 +19,10 @@ class ScenarioInstance:
         Padded to the same number of nodes.
     protocol_handler : ProtocolHandler
         The interaction protocol's rules.
-    train_environment : GraphIsoEnvironment
-        ``frames_per_batch // steps_per_env`` parallel episodes over the training pairs.
-    test_environment : GraphIsoEnvironment
+    train_environment : GraphIsoEnvironment or None
+        ``frames_per_batch // steps_per_env`` parallel episodes over the training pairs
+        (``None`` for trainers that play no episodes).
+    test_environment : GraphIsoEnvironment or None
         Episodes over the test pairs, served in order.
     combined_policy : nn.Module
         All agents' policy networks as one module with an agent dimension.
@@ -32,7 +33,7 @@ class ScenarioInstance:
     train_dataset: GraphPairDataset
     test_dataset: GraphPairDataset
     protocol_handler: ProtocolHandler
-    train_environment: GraphIsoEnvironment
-    test_environment: GraphIsoEnvironment
+    train_environment: GraphIsoEnvironment | None
+    test_environment: GraphIsoEnvironment | None
     combined_policy: nn.Module
     combined_value: nn.Module

@@ -60,6 +60,8 @@ TEST_STATS = {
     "test_episode_length": "test_mean_episode_length",
 }
 REWARD_SUFFIX = ".mean_episode_reward"
+# Each agent's own test accuracy (solo-agent runs: every agent classifies alone).
+SOLO_SUFFIX = ".test_accuracy"
 
 FINISHED, RUNNING, FAILED = "finished", "running", "failed"
 
@@ -199,11 +201,15 @@ def _is_test_line(row: dict[str, Any]) -> bool:
 
 
 def _num_iterations(job_dir: Path) -> int | None:
-    """``trainer.num_iterations`` of the job's composed config, if readable."""
+    """The iterations the job's composed config asks for (``trainer.num_iterations``, or
+    what its trainer counts them in, e.g. ``num_epochs``), if readable."""
+    from nip.config.root import GROUP_SCHEMAS
+
     try:
         config = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
-        value = config["trainer"]["num_iterations"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        schema = GROUP_SCHEMAS["trainer"].get(config["trainer"].get("name"))
+        value = config["trainer"][schema.LENGTH_FIELD if schema else "num_iterations"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
         return None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -367,17 +373,31 @@ def agent_names(jobs: Iterable[Job]) -> list[str]:
     return list(names)
 
 
-def stat_names(agents: Sequence[str]) -> list[str]:
+def solo_agent_names(jobs: Iterable[Job]) -> list[str]:
+    """Agents with a ``<agent>.test_accuracy`` in some test line (solo-agent runs)."""
+    names: dict[str, None] = {}
+    for job in jobs:
+        for row in job.test:
+            for key in row:
+                if key.endswith(SOLO_SUFFIX):
+                    names.setdefault(key[: -len(SOLO_SUFFIX)], None)
+    return list(names)
+
+
+def stat_names(agents: Sequence[str], solo_agents: Sequence[str] = ()) -> list[str]:
     """The statistics' names, in column order."""
     return [
         *TEST_STATS,
         "chance_accuracy",
         f"train_accuracy_last{LAST_TRAIN_LINES}",
         *(f"{agent}.reward_last{LAST_TRAIN_LINES}" for agent in agents),
+        *(f"{agent}{SOLO_SUFFIX}" for agent in solo_agents),
     ]
 
 
-def job_stats(job: Job, agents: Sequence[str]) -> dict[str, float | None]:
+def job_stats(
+    job: Job, agents: Sequence[str], solo_agents: Sequence[str] = ()
+) -> dict[str, float | None]:
     """A finished job's statistics (``None`` where its metrics lack one).
 
     Final test statistics come from its last test line; chance is the accuracy of always
@@ -394,6 +414,8 @@ def job_stats(job: Job, agents: Sequence[str]) -> dict[str, float | None]:
     stats[f"train_accuracy_last{LAST_TRAIN_LINES}"] = _mean_of(last, "mean_accuracy")
     for agent in agents:
         stats[f"{agent}.reward_last{LAST_TRAIN_LINES}"] = _mean_of(last, f"{agent}{REWARD_SUFFIX}")
+    for agent in solo_agents:
+        stats[f"{agent}{SOLO_SUFFIX}"] = _number(final.get(f"{agent}{SOLO_SUFFIX}"))
     return stats
 
 
@@ -453,9 +475,12 @@ def summarize_jobs(sweep_dir: Path, jobs: list[Job], unstarted: int = 0) -> Swee
     keys, common, settings = group_settings(jobs)
     finished = [job for job in jobs if job.status == FINISHED]
     agents = agent_names(finished or jobs)
-    names = stat_names(agents)
+    solo_agents = solo_agent_names(finished or jobs)
+    names = stat_names(agents, solo_agents)
     for setting in settings:
-        per_job = [job_stats(job, agents) for job in setting.jobs if job.status == FINISHED]
+        per_job = [
+            job_stats(job, agents, solo_agents) for job in setting.jobs if job.status == FINISHED
+        ]
         for name in names:
             setting.stats[name] = mean_std([s[name] for s in per_job if s[name] is not None])
     return SweepSummary(sweep_dir, keys, common, settings, names, jobs, unstarted)
@@ -521,9 +546,11 @@ def plot_learning_curves(summary: SweepSummary, out_path: Path) -> Path | None:
     Returns
     -------
     Path or None
-        ``out_path``, or ``None`` when no job has a training line yet.
+        ``out_path``, or ``None`` when no job has a training line with the verifier's
+        accuracy yet.
     """
-    if not any(job.train for job in summary.jobs):
+    # Verifier-accuracy curves: runs without them (solo-agent runs) have their own plots.
+    if not any("mean_accuracy" in row for job in summary.jobs for row in job.train):
         return None
     import matplotlib
 

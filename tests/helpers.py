@@ -98,7 +98,7 @@ def tiny_protocol_run(tmp_path: Path, protocol) -> tuple[object, list[dict]]:
 
 
 # Metrics that depend on the machine (timings, memory), left out of comparisons.
-TIME_KEYS = ("time_", "frames_per_s", "sys_")
+TIME_KEYS = ("time_", "frames_per_s", "examples_per_s", "sys_")
 
 
 def run_settings(run_dir: Path):

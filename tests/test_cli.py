@@ -13,7 +13,7 @@ import pytest
 from tests.helpers import TINY_DATA_OVERRIDES
 
 ROOT = Path(__file__).resolve().parent.parent
-TIME_PREFIXES = ("time_", "frames_per_s", "sys_")
+TIME_PREFIXES = ("time_", "frames_per_s", "examples_per_s", "sys_")
 
 
 def tiny(run_dir: Path, cache: Path, iterations: int = 2) -> list[str]:
@@ -222,6 +222,65 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, trainer):
     save_pairs_file(random_pairs(20, 8, seed=4), tmp_path / "pairs.pt")
     result = nip("nip.evaluate", f"checkpoint={killed}", f"dataset.path={tmp_path / 'pairs.pt'}")
     assert result.returncode == 0, result.stderr
+
+
+def test_solo_agent_sigkill_then_resume_and_evaluate(tmp_path):
+    """trainer=solo_agent from the command line: killed, resumed exactly, evaluated."""
+    cache = tmp_path / "cache"
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    args = [
+        "trainer=solo_agent",
+        "trainer.num_epochs=6",
+        "trainer.batch_size=4",  # slow enough epochs to be killed in the middle
+        "scenario.num_train_pairs=200",
+        "scenario.num_test_pairs=50",
+        "device=cpu",
+        "device.num_threads=1",
+        "logger.progress_bar=false",
+        f"cache_dir={cache}",
+    ]
+    result = nip("nip.run", *args, f"hydra.run.dir={straight}")
+    assert result.returncode == 0, result.stderr
+    assert "solo test accuracy: prover" in result.stdout
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nip.run", *args, f"hydra.run.dir={killed}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        path = killed / "metrics.jsonl"
+        if path.exists() and len(path.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert len((killed / "metrics.jsonl").read_text().splitlines()) < 7
+    result = nip("nip.run", *args, f"hydra.run.dir={killed}")
+    assert result.returncode == 0, result.stderr
+    assert metrics(killed) == metrics(straight)
+
+    final = metrics(killed)[-1]
+    from nip.config.scenario import GraphIsoScenarioConfig
+    from nip.scenarios.graph_iso.dataset import build_datasets
+
+    # nip.evaluate on the run's own test split reproduces the run's final test figures.
+    scenario = GraphIsoScenarioConfig(num_train_pairs=200, num_test_pairs=50)
+    _, test = build_datasets(scenario, cache)
+    from nip.scenarios.graph_iso.dataset import save_pairs_file
+
+    save_pairs_file(test, tmp_path / "test.pt")
+    result = nip("nip.evaluate", f"checkpoint={killed}", f"dataset.path={tmp_path / 'test.pt'}")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for agent in ("prover", "verifier"):
+        assert report[f"{agent}.accuracy"] == final[f"{agent}.test_accuracy"]
+        assert report[f"{agent}.loss"] == pytest.approx(final[f"{agent}.test_loss"], rel=1e-5)
+    # Settings of other trainers are unknown keys for it.
+    result = nip("nip.run", *args, "trainer.num_iterations=3", f"hydra.run.dir={killed}")
+    assert result.returncode == 2 and "num_iterations" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_sweep_preset_is_found():

@@ -30,6 +30,7 @@ def write_job(
     train: list[dict] = (),
     tests: list[dict] = (),
     checkpoint: tuple[int, bool] | None = None,
+    trainer: dict | None = None,
 ) -> Path:
     """A job directory as the trainer leaves it: .hydra/, metrics.jsonl and a checkpoint.
 
@@ -41,7 +42,8 @@ def write_job(
     hydra.mkdir(parents=True)
     # As nip/run_files.py writes them.
     (hydra / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
-    config = {"seed": 0, "trainer": {"name": "ppo", "num_iterations": num_iterations}}
+    trainer = trainer or {"name": "ppo", "num_iterations": num_iterations}
+    config = {"seed": 0, "trainer": trainer}
     (hydra / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
     lines = [*train, *tests]
     (job / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in lines))
@@ -418,3 +420,36 @@ def test_bad_arguments_are_one_line(tmp_path, case):
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("nip: error: ") and message in lines[0]
+
+
+def test_solo_agent_jobs_are_summarised_per_agent(tmp_path):
+    """Solo runs count epochs and report each agent's own test accuracy."""
+    sweep = tmp_path / "sweep"
+    for num, (prover, verifier) in enumerate([(0.8, 0.5), (0.6, 0.7)]):
+        epochs = [{"iteration": i, "epoch": i, "prover.accuracy": 0.5} for i in range(3)]
+        final = {
+            "iteration": 3,
+            "test_num_examples": 10.0,
+            "test_isomorphic_fraction": 0.4,
+            "prover.test_accuracy": prover,
+            "verifier.test_accuracy": verifier,
+        }
+        write_job(
+            sweep,
+            num,
+            [f"seed={num}"],
+            num_iterations=3,
+            train=epochs,
+            tests=[final],
+            checkpoint=(3, True),
+            trainer={"name": "solo_agent", "num_epochs": 3},
+        )
+    summary = summarize(sweep)
+    assert [job.status for job in summary.jobs] == ["finished", "finished"]
+    (setting,) = summary.settings  # seeds of one setting
+    stats = setting.stats
+    assert stats["prover.test_accuracy"][0] == pytest.approx(0.7)
+    assert stats["prover.test_accuracy"][1] == pytest.approx(0.1414, abs=1e-4)
+    assert stats["verifier.test_accuracy"][0] == pytest.approx(0.6)
+    assert stats["chance_accuracy"][0] == pytest.approx(0.6)
+    assert (sweep / "summary.csv").is_file() and not (sweep / "learning_curves.png").exists()

@@ -100,6 +100,31 @@ def test_offline_cli_run_logs_history_and_resumes_same_run_id(tmp_path):
     assert len(runs) == 2 and all(d.name.endswith(run_id) for d in runs)
 
 
+def test_offline_solo_agent_run_logs_epochs_test_and_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [
+        "trainer=solo_agent",
+        "trainer.num_epochs=2",
+        "scenario.num_train_pairs=200",
+        "scenario.num_test_pairs=50",
+        "device=cpu",
+        "device.num_threads=1",
+        f"cache_dir={tmp_path / 'cache'}",
+        f"hydra.run.dir={run_dir}",
+        "logger=wandb",
+        "logger.mode=offline",
+        "logger.project=nip-tests",
+    ]
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    run_id = (run_dir / "wandb_run_id.txt").read_text().strip()
+    (run,) = [d for d in (run_dir / "wandb").iterdir() if d.name.startswith("offline-run")]
+    logs = b"".join(p.read_bytes() for p in run.glob("*.wandb"))
+    for key in (b"verifier.heldout_accuracy", b"prover.accuracy", b"verifier.test_accuracy"):
+        assert key in logs, key
+    assert f"checkpoint_{run_id}".encode() in logs
+
+
 def test_online_without_credentials_is_one_line(tmp_path):
     from tests.test_cli import tiny
 

@@ -25,7 +25,13 @@ from nip.config.schedule import (
     ConstantScheduleConfig,
     PeriodicScheduleConfig,
 )
-from nip.config.trainer import PpoTrainerConfig, ReinforceTrainerConfig, SpgTrainerConfig
+from nip.config.trainer import (
+    PpoTrainerConfig,
+    ReinforceTrainerConfig,
+    SoloAgentTrainerConfig,
+    SpgTrainerConfig,
+    shares_body,
+)
 from nip.errors import NipConfigError
 
 if TYPE_CHECKING:
@@ -58,14 +64,6 @@ class HyperParameters:
 
 # Fields that may change between a run and its resumption without changing what is computed.
 RUNTIME_FIELDS = ("device", "logger", "checkpoint", "cache_dir")
-# Fields that may change on resumption: the length of training (see the anneal_lr check in
-# the trainer) and how tests are run (each test line records whether it was greedy).
-EXTENSIBLE_FIELDS = (
-    ("trainer", "num_iterations"),
-    ("trainer", "num_test_passes"),
-    ("trainer", "test_interval"),
-    ("trainer", "test_greedy"),
-)
 
 # Group -> option name -> schema. Each schema is registered as ``<name>_schema`` in its group;
 # a YAML option file starts from one of them. Protocols share one schema unless they need more.
@@ -74,6 +72,7 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
         "ppo": PpoTrainerConfig,
         "reinforce": ReinforceTrainerConfig,
         "spg": SpgTrainerConfig,
+        "solo_agent": SoloAgentTrainerConfig,
     },
     "scenario": {"graph_iso": GraphIsoScenarioConfig},
     "protocol": {"protocol": ProtocolConfig, "multi_prover": MultiProverProtocolConfig},
@@ -137,8 +136,9 @@ def science_dict(hyper_params: HyperParameters) -> dict[str, Any]:
     d = dataclasses.asdict(hyper_params)
     for name in RUNTIME_FIELDS:
         d.pop(name, None)
-    for group, key in EXTENSIBLE_FIELDS:
-        d[group].pop(key, None)
+    # Fields of the trainer that may change on resumption (the length of training, ...).
+    for key in type(hyper_params.trainer).EXTENSIBLE_FIELDS:
+        d["trainer"].pop(key, None)
     return d
 
 
@@ -327,7 +327,7 @@ def validate_hyper_params(hp: HyperParameters) -> None:
             f"scenario.{role}.d_transformer ({a.d_transformer}) is not divisible by "
             f"num_heads ({a.num_heads})",
         )
-        if t.use_shared_body:
+        if shares_body(t):
             need(
                 a.agent_lr_factor.actor == a.agent_lr_factor.critic
                 and a.body_lr_factor.actor == a.body_lr_factor.critic
@@ -338,22 +338,8 @@ def validate_hyper_params(hp: HyperParameters) -> None:
 
     # Last: the estimates need every size above to be valid.
     available = available_memory_bytes()
-    if available is None:
-        return
-    frames = 2 * t.frames_per_batch * frame_bytes(hp, handler.num_agents, handler.num_channels)
-    need(
-        frames <= available,
-        f"trainer.frames_per_batch={t.frames_per_batch} needs about {frames / 1e9:,.1f} GB "
-        f"for one iteration's frames (the batch and the replay buffer), more than the "
-        f"{available / 1e9:,.1f} GB of memory available",
-    )
-    # The largest batch the networks see: a minibatch, or all environments while collecting.
-    check_model_fits(
-        hp,
-        handler,
-        max(t.minibatch_size, t.frames_per_batch // t.steps(p)),
-        available=available,
-    )
+    if available is not None:
+        t.check_memory(hp, handler, available)
 
 
 def check_model_fits(

@@ -11,6 +11,11 @@ def _need(condition: bool, message: str) -> None:
         raise NipConfigError(message)
 
 
+def shares_body(trainer_cfg: Any) -> bool:
+    """Whether the agents' policy and value heads share one body under this trainer."""
+    return bool(getattr(trainer_cfg, "use_shared_body", False))
+
+
 @dataclass
 class PpoTrainerConfig:
     """PPO training loop settings (``trainer=ppo``).
@@ -59,6 +64,18 @@ class PpoTrainerConfig:
 
     # The ``loss`` options this trainer can optimise.
     LOSSES: ClassVar[tuple[str, ...]] = ("clip", "kl_penalty")
+    # Settings a resumed run may change: the length of training and how tests are run (each
+    # test line records whether it was greedy); the anneal_lr check guards the first.
+    EXTENSIBLE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "num_iterations",
+        "num_test_passes",
+        "test_interval",
+        "test_greedy",
+    )
+    # The trainer plays episodes in the scenario's environments (the factory builds them).
+    USES_ENVIRONMENTS: ClassVar[bool] = True
+    # The setting that counts the run's iterations (its checkpoints' ``iteration``).
+    LENGTH_FIELD: ClassVar[str] = "num_iterations"
 
     name: str = "ppo"
     num_iterations: int = 5000
@@ -79,6 +96,28 @@ class PpoTrainerConfig:
     pretrain_epochs: int = 10
     pretrain_batch_size: int = 256
     pretrain_lr: float = 1e-3
+
+    def check_memory(self, hp: Any, handler: Any, available: int) -> None:
+        """Refuse batches and networks that obviously cannot fit in ``available`` bytes.
+
+        Raises
+        ------
+        NipConfigError
+        """
+        from nip.config.root import check_model_fits, frame_bytes
+
+        frames = (
+            2 * self.frames_per_batch * frame_bytes(hp, handler.num_agents, handler.num_channels)
+        )
+        _need(
+            frames <= available,
+            f"trainer.frames_per_batch={self.frames_per_batch} needs about {frames / 1e9:,.1f} GB "
+            f"for one iteration's frames (the batch and the replay buffer), more than the "
+            f"{available / 1e9:,.1f} GB of memory available",
+        )
+        # The largest batch the networks see: a minibatch, or all environments while collecting.
+        batch = max(self.minibatch_size, self.frames_per_batch // self.steps(hp.protocol))
+        check_model_fits(hp, handler, batch, available=available)
 
     def steps(self, protocol: Any) -> int:
         """Steps each parallel environment takes per iteration."""
@@ -222,3 +261,78 @@ class SpgTrainerConfig(PpoTrainerConfig):
                 f"trainer.stackelberg_sequence must name every agent once "
                 f"({', '.join(handler.agent_names)}), got {self.stackelberg_sequence}",
             )
+
+
+@dataclass
+class SoloAgentTrainerConfig:
+    """Supervised solo training (``trainer=solo_agent``): no interaction, no RL.
+
+    Every learning agent's policy body gets a solo head (an MLP from the body's
+    representation to reject/accept logits), and body and head are trained together with a
+    cross-entropy loss to classify the training data from what the body sees before any
+    message is exchanged. The baseline of what each agent can decide alone.
+
+    Attributes
+    ----------
+    num_epochs : int
+        Passes over the training part of the training split (one "iteration" each in
+        ``metrics.jsonl`` and in checkpoints).
+    batch_size : int
+        Examples per gradient step.
+    lr : float
+        Adam's learning rate for the solo heads, and for the bodies unless the agents'
+        ``body_lr_factor.actor`` (and, for GI, ``gnn_lr_factor.actor``) scale it.
+    body_lr_factor_override : bool
+        Train the bodies at ``lr`` too, ignoring the agents' body learning-rate factors.
+    test_size : float
+        Fraction of the training split held out (seeded) to measure accuracy after every
+        epoch; 0 holds nothing out. The final test uses the scenario's test split.
+    """
+
+    LOSSES: ClassVar[tuple[str, ...] | None] = None  # trains with cross-entropy, no ``loss``
+    EXTENSIBLE_FIELDS: ClassVar[tuple[str, ...]] = ("num_epochs",)
+    USES_ENVIRONMENTS: ClassVar[bool] = False
+    LENGTH_FIELD: ClassVar[str] = "num_epochs"
+
+    name: str = "solo_agent"
+    num_epochs: int = 100
+    batch_size: int = 256
+    lr: float = 1e-3
+    body_lr_factor_override: bool = False
+    test_size: float = 0.2
+
+    def check(self, hp: Any, handler: Any) -> None:
+        """Refuse settings this trainer cannot honour (one line each).
+
+        Raises
+        ------
+        NipConfigError
+        """
+        _need(self.num_epochs >= 1, f"trainer.num_epochs must be at least 1, got {self.num_epochs}")
+        _need(self.batch_size >= 1, f"trainer.batch_size must be at least 1, got {self.batch_size}")
+        _need(self.lr > 0, f"trainer.lr must be positive, got {self.lr}")
+        _need(
+            0 <= self.test_size < 1,
+            f"trainer.test_size must be in [0, 1), got {self.test_size}",
+        )
+        _need(
+            hp.schedule.name == "constant",
+            f"trainer=solo_agent trains every learning agent in every epoch; "
+            f"schedule={hp.schedule.name} does not apply to it",
+        )
+        _need(
+            hp.base_run.run_id is None,
+            "trainer=solo_agent starts from freshly initialised bodies; base_run.run_id is "
+            "not supported with it",
+        )
+
+    def check_memory(self, hp: Any, handler: Any, available: int) -> None:
+        """Refuse networks that obviously cannot fit in ``available`` bytes for a batch.
+
+        Raises
+        ------
+        NipConfigError
+        """
+        from nip.config.root import check_model_fits
+
+        check_model_fits(hp, handler, self.batch_size, available=available)

@@ -3,15 +3,10 @@
 import contextlib
 import copy
 import dataclasses
-import json
 import math
-import os
-import platform
-import signal
 import time
 from abc import abstractmethod
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -22,24 +17,13 @@ from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.data.replay_buffers import SamplerWithoutReplacement
 from torchrl.envs import ObservationNorm
 
-import nip
 from nip.checkpointing import (
-    CHECKPOINT_FORMAT_VERSION,
-    STATE_FILE,
-    atomic_torch_save,
-    atomic_write_json,
-    capture_rng_state,
-    load_checkpoint_file,
-    remove_stale_temporaries,
-    resolve_checkpoint_path,
     restore_rng_state,
     tensordict_from_state,
     tensordict_to_state,
 )
-from nip.config.root import agent_is_fixed, science_dict, with_added_science_fields
-from nip.errors import NipCheckpointError, NipInterrupted, NipRunError
+from nip.errors import NipCheckpointError
 from nip.evaluation import EpisodeResults, episode_stats, run_episodes
-from nip.metrics import MetricsFile
 from nip.objectives.ppo import PerAgentLoss
 from nip.operators import (
     NORMALIZED_KEYS,
@@ -51,24 +35,21 @@ from nip.operators import (
 )
 from nip.plotting import plot_metrics
 from nip.rollout_samples import log_rollout_samples, sample_episodes
-from nip.scenarios.graph_iso.agents import agent_config, parameter_groups
+from nip.scenarios.graph_iso.agents import parameter_groups
+from nip.scenarios.graph_iso.supervised import GraphIsoSupervisedView
 from nip.stats import chance_accuracy, rollout_stats
+from nip.trainers.checkpointed import CheckpointedTrainer, resident_memory_mb
 from nip.trainers.param_freezer import ParamGroupFreezer
-from nip.trainers.pretraining import pretrain_policy_bodies
-from nip.trainers.trainer_base import Trainer, TrainerState, attach_progress_bar
+from nip.trainers.supervised import pretrain_policy_bodies
+from nip.trainers.trainer_base import TrainerState, attach_progress_bar
 from nip.trainers.update_schedule import agents_updating
 from nip.utils.seeding import derive_seed, fork_rng, set_global_seed
-from nip.utils.signals import StopRequests
 
 # Per-agent statistics of the critic, left out for random agents (they have none).
 CRITIC_STATS = ("mean_value", "mean_advantage", "mean_value_target", "residual_critic_variance")
 
 
-class CheckpointNotFoundError(FileNotFoundError):
-    """The run has no checkpoint yet (a fresh run)."""
-
-
-class TensorDictRlTrainer(Trainer):
+class TensorDictRlTrainer(CheckpointedTrainer):
     """Base of the RL trainers: everything but the loss and advantage estimator.
 
     Subclasses implement :meth:`_get_loss_module_and_gae`. Construction builds the operators,
@@ -92,35 +73,10 @@ class TensorDictRlTrainer(Trainer):
 
     def __init__(self, hyper_params, scenario_instance, settings):
         super().__init__(hyper_params, scenario_instance, settings)
-        self.protocol_handler = scenario_instance.protocol_handler
-        self.agent_names = tuple(self.protocol_handler.agent_names)
-        self.num_agents = len(self.agent_names)
-        agent_cfgs = [
-            agent_config(self.protocol_handler, hyper_params.scenario, name)
-            for name in self.agent_names
-        ]
-        # Agents that learn (neither ``frozen`` nor ``random``); the others' losses do not count.
-        self.learning_agents = tuple(not agent_is_fixed(cfg) for cfg in agent_cfgs)
-        self.random_agents = tuple(cfg.random for cfg in agent_cfgs)
         self.max_message_rounds = self.protocol_handler.max_message_rounds
-        self.device = settings.device
         # Both environments keep every agent's return over whole episodes (RewardSum).
         self.train_environment = add_episode_return(scenario_instance.train_environment)
         self.test_environment = add_episode_return(scenario_instance.test_environment)
-        self.metrics = MetricsFile(settings.run_dir / "metrics.jsonl")
-        # What every checkpoint records of the configuration (fixed for the run).
-        self._science_json = json.dumps(science_dict(hyper_params), sort_keys=True)
-        self._hyper_params_json = json.loads(
-            json.dumps(dataclasses.asdict(hyper_params), default=str)
-        )
-        self._checkpoint: dict[str, Any] | None = None
-        # Set when the checkpoint came from W&B: the history before it is in the W&B run.
-        self._history_in_wandb = False
-        # Iteration of the checkpoint on disk (None before the first one).
-        self._saved_iteration: int | None = None
-        self._stops = StopRequests()  # active while train() runs
-        # The state at the current iteration's start (see _run_train_loop).
-        self._boundary: dict[str, Any] | None = None
         self.train_collector: Collector | None = None
 
         if hyper_params.trainer.normalize_observations:
@@ -131,36 +87,12 @@ class TensorDictRlTrainer(Trainer):
             self.loss_module
         )
         self.replay_buffer = self._get_replay_buffer()
-        try:
-            self.load_and_set_state_from_checkpoint()
-        except CheckpointNotFoundError:
-            self._initialise_state()
-
-    # -- paths -----------------------------------------------------------------------------
-    @classmethod
-    def get_checkpoint_base_dir_from_run_id(cls, run_id: str) -> Path:
-        """The checkpoint directory of a run (a run's id is its output directory)."""
-        return Path(run_id) / "checkpoints"
+        self._resume_or_initialise()
 
     @property
-    def checkpoint_base_dir(self) -> Path:
-        """This run's checkpoint directory."""
-        return self.get_checkpoint_base_dir_from_run_id(self.settings.run_id)
-
-    @property
-    def checkpoint_state_path(self) -> Path:
-        """The checkpoint itself: models, optimizer, RNG, data order, in-flight episodes."""
-        return self.checkpoint_base_dir / STATE_FILE
-
-    @property
-    def checkpoint_metadata_path(self) -> Path:
-        """Package and platform versions of the checkpoint (informational)."""
-        return self.checkpoint_base_dir / "metadata.json"
-
-    @property
-    def checkpoint_params_path(self) -> Path:
-        """The hyper-parameters of the checkpoint, as JSON (informational)."""
-        return self.checkpoint_base_dir / "hyper_params.json"
+    def num_iterations(self) -> int:
+        """``trainer.num_iterations``."""
+        return self.hyper_params.trainer.num_iterations
 
     # -- building --------------------------------------------------------------------------
     def _add_normalization_transforms(self) -> None:
@@ -301,47 +233,39 @@ class TensorDictRlTrainer(Trainer):
             self._estimate_normalization_stats()
         if self.settings.base_run_checkpoint is not None:
             version = getattr(getattr(self.hyper_params, "base_run", None), "version", "latest")
-            self.load_and_set_state_from_checkpoint(from_base_run=True, version=version)
+            self._load_base_run_agents(version)
 
-    def load_and_set_state_from_checkpoint(
-        self, from_base_run: bool = False, version: str = "latest"
-    ) -> None:
-        """Resume this run from its checkpoint, or take agents from a base run's checkpoint.
+    def _load_base_run_agents(self, version: str = "latest") -> None:
+        """Take the agents' weights and normalisation statistics from a base run's checkpoint.
 
         Parameters
         ----------
-        from_base_run : bool
-            Load only the agents' weights and normalisation statistics from
-            ``settings.base_run_checkpoint`` (a new run starting from a trained system).
         version : str
             Which W&B artifact version of the base run's checkpoint (``latest``, ``v3``, ...).
 
         Raises
         ------
-        CheckpointNotFoundError
-            For the active run, when it has no checkpoint yet.
         NipCheckpointError
-            When the checkpoint is unreadable or belongs to different science.
+            When the checkpoint is unreadable or its agents differ from this run's.
         """
-        if from_base_run:
-            state = self._load_state_dict_from_base_run_checkpoint(version)
-            try:
-                self.scenario_instance.combined_policy.load_state_dict(state["policy"])
-                self.scenario_instance.combined_value.load_state_dict(state["value"])
-            except RuntimeError as e:
-                raise NipCheckpointError(
-                    f"the base run {self.settings.base_run_checkpoint} has different agents: "
-                    f"{str(e).splitlines()[0]}"
-                ) from e
-            if state["observation_norm"]:
-                self._set_observation_norm_state(state["observation_norm"])
-            self.settings.logger.info(
-                f"agents initialised from base run {self.settings.base_run_checkpoint} "
-                f"(iteration {state['iteration']})"
-            )
-            return
-        state = self._load_state_dict_from_active_run_checkpoint()
-        self._check_same_science(state)
+        state = self._load_state_dict_from_base_run_checkpoint(version)
+        try:
+            self.scenario_instance.combined_policy.load_state_dict(state["policy"])
+            self.scenario_instance.combined_value.load_state_dict(state["value"])
+        except RuntimeError as e:
+            raise NipCheckpointError(
+                f"the base run {self.settings.base_run_checkpoint} has different agents: "
+                f"{str(e).splitlines()[0]}"
+            ) from e
+        if state["observation_norm"]:
+            self._set_observation_norm_state(state["observation_norm"])
+        self.settings.logger.info(
+            f"agents initialised from base run {self.settings.base_run_checkpoint} "
+            f"(iteration {state['iteration']})"
+        )
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Models, optimizer, loss state and normalisation statistics from a checkpoint."""
         t = self.hyper_params.trainer
         stored_iterations = state["hyper_params"]["trainer"]["num_iterations"]
         if t.anneal_lr and state["iteration"] > 0 and stored_iterations != t.num_iterations:
@@ -352,166 +276,25 @@ class TensorDictRlTrainer(Trainer):
                 f"learning rate; start a new run directory with base_run.run_id="
                 f"{self.settings.run_dir} to continue from these agents"
             )
-        if state["iteration"] > t.num_iterations:
-            raise NipCheckpointError(
-                f"the checkpoint in {self.checkpoint_base_dir} has completed "
-                f"{state['iteration']} iterations, more than trainer.num_iterations="
-                f"{t.num_iterations}"
-            )
         self.scenario_instance.combined_policy.load_state_dict(state["policy"])
         self.scenario_instance.combined_value.load_state_dict(state["value"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.loss_module.load_training_state(state.get("loss", {}))
         self._set_observation_norm_state(state["observation_norm"])
-        self.state = TrainerState(
-            iteration=state["iteration"],
-            tested=state["tested"] and state["iteration"] == t.num_iterations,
-        )
-        self._checkpoint = state
-        self._saved_iteration = state["iteration"]
-        self.settings.logger.info(
-            f"resuming from {self.checkpoint_state_path} at iteration {self.state.iteration}"
-        )
 
-    def _load_state_dict_from_active_run_checkpoint(self) -> dict[str, Any]:
-        """This run's checkpoint: the local file, else the W&B run's latest checkpoint artifact.
-
-        Local files are the source of truth. When they are gone (a requeued job on a new node)
-        but the W&B run being resumed has logged checkpoints, the latest version is
-        downloaded, copied into the run directory and used.
-        """
-        if self.checkpoint_state_path.is_file():
-            return load_checkpoint_file(self.checkpoint_state_path)
-        run = self.settings.wandb_run
-        if run is None or not getattr(run, "resumed", False):
-            raise CheckpointNotFoundError(self.checkpoint_state_path)
-        try:
-            artifact = run.use_artifact(f"checkpoint_{run.id}:latest")
-            downloaded = Path(artifact.download(root=str(self.checkpoint_base_dir / ".download")))
-        except Exception as e:  # no artifact logged yet: a fresh start
-            self.settings.logger.info(f"no checkpoint artifact for W&B run {run.id}: {e}")
-            raise CheckpointNotFoundError(self.checkpoint_state_path) from e
-        source = resolve_checkpoint_path(downloaded)
-        state = load_checkpoint_file(source)
-        atomic_torch_save(state, self.checkpoint_state_path)
-        self.settings.logger.info(f"checkpoint restored from W&B artifact checkpoint_{run.id}")
-        # The history up to here lives in the W&B run; local metrics start afresh.
-        self._history_in_wandb = True
-        return state
-
-    def _load_state_dict_from_base_run_checkpoint(self, version: str = "latest") -> dict[str, Any]:
-        """The checkpoint named by ``settings.base_run_checkpoint``.
-
-        A local path (run directory, checkpoint directory or state file) is read directly;
-        anything else is taken as a W&B run path ``entity/project/run_id`` whose checkpoint
-        artifact ``checkpoint_<run_id>:<version>`` is downloaded with wandb's public API.
-        """
-        reference = self.settings.base_run_checkpoint
-        if reference is None:
-            raise NipCheckpointError("no base run checkpoint was given")
-        local = Path(reference).expanduser()
-        if not local.exists():
-            import wandb
-
-            run_id = reference.rstrip("/").split("/")[-1]
-            prefix = reference.rstrip("/").rsplit("/", 1)[0] + "/" if "/" in reference else ""
-            try:
-                artifact = wandb.Api().artifact(f"{prefix}checkpoint_{run_id}:{version}")
-                local = Path(artifact.download())
-            except Exception as e:  # wandb raises many error types for missing runs
-                first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise NipCheckpointError(
-                    f"cannot fetch the checkpoint of base run {reference}:{version}: {first_line}"
-                ) from e
-        return load_checkpoint_file(resolve_checkpoint_path(local))
-
-    def _check_same_science(self, state: dict[str, Any]) -> None:
-        stored = with_added_science_fields(json.loads(state["science"]))
-        current = json.loads(json.dumps(science_dict(self.hyper_params), sort_keys=True))
-        if stored != current:
-            diffs = sorted(_differences(stored, current))
-            raise NipCheckpointError(
-                f"the run directory {self.settings.run_dir} holds a checkpoint of a different "
-                f"experiment (changed: {', '.join(diffs[:6])}); use a new run directory"
-            )
-
-    def _get_metadata(self) -> dict[str, Any]:
-        """Versions and platform, saved beside every checkpoint."""
-        import tensordict
-        import torchrl
-
-        return {
-            "package_name": "nip",
-            "package_version": nip.__version__,
-            "torch_version": torch.__version__,
-            "torchrl_version": torchrl.__version__,
-            "tensordict_version": tensordict.__version__,
-            "python_version": platform.python_version(),
-            "platform": platform.platform(),
-            "device": str(self.device),
-            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-
-    def save_checkpoint(self, log: bool = True) -> None:
-        """Write the complete training state atomically.
-
-        The state file holds models, optimizer, normalisation statistics, every RNG state,
-        the data order, the training environments' in-flight episodes and the iteration, so
-        that a resumed run continues exactly as if it had not stopped.
-
-        Parameters
-        ----------
-        log : bool
-            Also log the checkpoint as a W&B artifact when a W&B run is active.
-        """
-        self._write_checkpoint(self._checkpoint_state(), log=log)
-
-    def _checkpoint_state(self) -> dict[str, Any]:
-        """Everything :meth:`save_checkpoint` writes, as it is now (tensors not copied)."""
+    def _trainer_state(self) -> dict[str, Any]:
+        """Models, optimizer, loss state, normalisation statistics, in-flight episodes."""
         state = {
-            "format_version": CHECKPOINT_FORMAT_VERSION,
-            "iteration": self.state.iteration,
-            "tested": self.state.tested,
-            "science": self._science_json,
-            "hyper_params": self._hyper_params_json,
-            "agent_names": list(self.agent_names),
             "policy": self.scenario_instance.combined_policy.state_dict(),
             "value": self.scenario_instance.combined_value.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "loss": self.loss_module.training_state(),
             "observation_norm": self._observation_norm_state(),
-            "rng": capture_rng_state(),
-            "metrics_lines": self.metrics.num_lines(),
         }
         if self.train_collector is not None:
             state["train_env"] = self.scenario_instance.train_environment.env_state()
             state["carrier"] = tensordict_to_state(self.train_collector._carrier)
         return state
-
-    def _write_checkpoint(self, state: dict[str, Any], log: bool = True) -> None:
-        """Write ``state`` (from :meth:`_checkpoint_state`) atomically; log it to W&B."""
-        atomic_write_json(self.checkpoint_metadata_path, self._get_metadata())
-        atomic_write_json(self.checkpoint_params_path, state["hyper_params"])
-        atomic_torch_save(state, self.checkpoint_state_path)
-        self._saved_iteration = state["iteration"]
-        run = self.settings.wandb_run
-        if log and run is not None and getattr(self.hyper_params.logger, "log_checkpoints", True):
-            self._add_file_to_wandb_artifact(
-                f"checkpoint_{run.id}", "checkpoint", self.checkpoint_state_path
-            )
-
-    def _add_file_to_wandb_artifact(
-        self, artifact_name: str, artifact_type: str, file_path: Path
-    ) -> None:
-        """Log a file as a new version of a W&B artifact (no-op without a W&B run)."""
-        run = self.settings.wandb_run
-        if run is None:
-            return
-        import wandb
-
-        artifact = wandb.Artifact(name=artifact_name, type=artifact_type)
-        artifact.add_file(str(file_path))
-        run.log_artifact(artifact)
 
     # -- contexts --------------------------------------------------------------------------
     def _build_train_context(self, stack: contextlib.ExitStack) -> contextlib.ExitStack:
@@ -539,11 +322,7 @@ class TensorDictRlTrainer(Trainer):
             log.info(f"the run in {self.settings.run_dir} is already complete")
             self._plot()
             return
-        # What interrupted writes left behind (we hold the run directory's lock).
-        remove_stale_temporaries(self.settings.run_dir, self.checkpoint_base_dir)
-        self._check_metrics_history()
-        # Lines after the checkpoint come from work that will be redone (test lines too).
-        self.metrics.truncate(self._checkpoint["metrics_lines"] if self._checkpoint else 0)
+        self._prepare_run_directory()
         if self._checkpoint is None:
             self._pretrain_agents()
         self.train_collector, _ = self._get_data_collectors()
@@ -571,28 +350,6 @@ class TensorDictRlTrainer(Trainer):
         self._plot()
         log.info(self._summary(test_stats))
 
-    def _check_metrics_history(self) -> None:
-        """Refuse to resume over a metrics file that lost lines the checkpoint counts.
-
-        Resuming would write the later iterations only, a history with a hole.
-
-        Raises
-        ------
-        NipRunError
-            Naming the file and what is missing.
-        """
-        if self._checkpoint is None or self._history_in_wandb:
-            return
-        expected = self._checkpoint["metrics_lines"]
-        found = self.metrics.num_lines()
-        if found < expected:
-            raise NipRunError(
-                f"{self.metrics.path} has {found} complete lines but the checkpoint of iteration "
-                f"{self._checkpoint['iteration']} was written after {expected}: the history is "
-                f"incomplete; restore the file, or start a new run directory with "
-                f"base_run.run_id={self.settings.run_dir} to continue from these agents"
-            )
-
     def _plot(self) -> None:
         plot_metrics(
             self.metrics.path, self.settings.run_dir / "training_curves.png", self.agent_names
@@ -607,10 +364,7 @@ class TensorDictRlTrainer(Trainer):
         with contextlib.ExitStack() as stack:
             self._build_test_context(stack)
             test_stats = self._run_test_loop()
-        row = {"iteration": self.state.iteration, **test_stats}
-        self.metrics.append(row)
-        if self.settings.wandb_run is not None:
-            self.settings.wandb_run.log(row, step=self.state.iteration)
+        self._log_row({"iteration": self.state.iteration, **test_stats})
         return test_stats
 
     def _summary(self, test_stats: dict[str, float]) -> str:
@@ -643,13 +397,21 @@ class TensorDictRlTrainer(Trainer):
             k: [v["loc"].item(), v["scale"].item()]
             for k, v in self._observation_norm_state().items()
         }
+        # The training procedure's version: entries of an earlier procedure are not reused.
+        cache_key["procedure"] = 2
+        view = GraphIsoSupervisedView(
+            self.scenario_instance.combined_policy,
+            self.scenario_instance.train_dataset,
+            self.hyper_params.scenario,
+            observation_stats=self._observation_norm_state(),
+            device=self.device,
+        )
         with contextlib.ExitStack() as stack:
             self._build_train_context(stack)
             pretrain_policy_bodies(
-                self.scenario_instance.combined_policy,
-                self.scenario_instance.train_dataset,
-                self.hyper_params.scenario,
-                observation_stats=self._observation_norm_state(),
+                view,
+                self.agent_names,
+                self.learning_agents,
                 epochs=t.pretrain_epochs,
                 batch_size=t.pretrain_batch_size,
                 lr=t.pretrain_lr,
@@ -747,9 +509,8 @@ class TensorDictRlTrainer(Trainer):
                 frames_per_s=t.frames_per_batch / elapsed,
                 sys_rss_mb=resident_memory_mb(),
             )
-            self.metrics.append(stats)
+            self._log_row(stats)
             if self.settings.wandb_run is not None:
-                self.settings.wandb_run.log(stats, step=iteration)
                 self._log_rollout_samples(data, iteration)
             self.state.iteration += 1
             # A test during training comes before the checkpoint, so the checkpoint's count
@@ -828,38 +589,6 @@ class TensorDictRlTrainer(Trainer):
             "time_update_s": updated - advantaged,
         }
         return data, mean_loss_vals, times
-
-    def _check_stop(self) -> None:
-        """If a stop signal has arrived, write the last iteration boundary and end the run.
-
-        Raises
-        ------
-        NipInterrupted
-            With exit status 128 + the signal number.
-        """
-        if not self._stops.requested:
-            return
-        signum, boundary, iteration = self._stops.signum, self._boundary, self.state.iteration
-        self._write_checkpoint(boundary, log=False)
-        name = signal.Signals(signum).name
-        raise NipInterrupted(
-            f"stopped by {name} during iteration {iteration}; a checkpoint after "
-            f"{boundary['iteration']} completed iterations is written to "
-            f"{self.checkpoint_state_path}",
-            signum,
-            frozenset(self._stops.received),
-        )
-
-    def _divergence_error(self, iteration: int, detail: str) -> NipRunError:
-        """The one-line error for a run whose numbers stopped being finite."""
-        if self._saved_iteration is None:
-            saved = "no checkpoint had been written yet"
-        else:
-            saved = f"the checkpoint of iteration {self._saved_iteration} is intact"
-        return NipRunError(
-            f"training diverged at iteration {iteration} ({detail}); {saved}; "
-            f"try a lower trainer.lr (now {self.hyper_params.trainer.lr:g})"
-        )
 
     def _log_rollout_samples(self, data: TensorDictBase, iteration: int) -> None:
         """Every ``logger.rollout_sample_period`` iterations, a few episodes to W&B."""
@@ -987,24 +716,3 @@ class TensorDictRlTrainer(Trainer):
         stats = episode_stats(merged, self.agent_names, dataset.wl_score, prefix="test_")
         stats["test_greedy"] = t.test_greedy
         return stats
-
-
-def resident_memory_mb() -> float:
-    """The process's current resident memory in MiB (its peak where /proc is unavailable)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted keys where two nested dicts differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for key in sorted(set(a) | set(b)):
-            out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]

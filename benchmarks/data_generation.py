@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from nip.config.scenario import GraphIsoScenarioConfig
+from nip.scenarios.graph_iso.config import GraphIsoScenarioConfig
 from nip.scenarios.graph_iso.generation import generate_pairs, sample_erdos_renyi
 from nip.scenarios.graph_iso.wl import wl_scores, wl_signatures
 

@@ -181,7 +181,7 @@ def memory_run(iterations: int, tmp: Path, cache: Path, overrides: list[str]) ->
 
 def data_generation_seconds(num_pairs: int) -> float:
     """Wall time to generate ``num_pairs`` WL-stratified pairs (default scenario, no cache)."""
-    from nip.config.scenario import GraphIsoScenarioConfig
+    from nip.scenarios.graph_iso.config import GraphIsoScenarioConfig
     from nip.scenarios.graph_iso.generation import generate_pairs
 
     start = time.perf_counter()

@@ -14,7 +14,7 @@ within ``wl_iterations`` iterations, which the original would label isomorphic).
 import argparse
 from collections import Counter
 
-from nip.config.scenario import GraphIsoScenarioConfig
+from nip.scenarios.graph_iso.config import GraphIsoScenarioConfig
 from nip.scenarios.graph_iso.generation import generate_pairs
 from nip.scenarios.graph_iso.wl import closed_neighbourhood_scores, wl_scores
 

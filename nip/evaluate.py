@@ -25,10 +25,7 @@ from nip.experiment_settings import resolve_device
 from nip.factory import MAX_EVAL_ENVS
 from nip.operators import add_episode_return, add_observation_norm, build_policy_operator
 from nip.protocols import build_protocol_handler
-from nip.scenarios.graph_iso.agents import build_combined_agents
-from nip.scenarios.graph_iso.dataset import load_pairs_file
-from nip.scenarios.graph_iso.environment import GraphIsoEnvironment
-from nip.scenarios.graph_iso.supervised import GraphIsoSupervisedView
+from nip.scenarios import get_scenario
 from nip.trainers.solo_agent import EVAL_BATCH_SIZE
 from nip.trainers.supervised import SoloClassifiers, classification_stats
 from nip.utils.seeding import derive_seed, fork_rng
@@ -86,25 +83,26 @@ def evaluate(args: EvaluateArgs) -> dict[str, float]:
     state = load_checkpoint_file(checkpoint_path)
     hp = hyper_params_from_dict(state["hyper_params"])
     device = resolve_device(args.device)
-    dataset = load_pairs_file(Path(args.dataset.path).expanduser())
+    scenario = get_scenario(hp.scenario.name)
+    dataset = scenario.load_dataset_file(Path(args.dataset.path).expanduser())
     protocol_handler = build_protocol_handler(hp.protocol)
     # The stored settings decide the networks' size: refuse before allocating them.
     num_envs = min(len(dataset), MAX_EVAL_ENVS)
-    check_model_fits(hp, protocol_handler, num_envs, dataset.max_nodes)
-    policy, _ = build_combined_agents(
-        protocol_handler, hp.scenario, dataset.max_nodes, hp.seed, shares_body(hp.trainer)
+    check_model_fits(hp, protocol_handler, num_envs, dataset)
+    policy, _ = scenario.build_agents(
+        protocol_handler, hp.scenario, dataset, hp.seed, shares_body(hp.trainer)
     )
     policy.load_state_dict(state["policy"])
     policy.to(device).eval()
     if "solo_heads" in state:
-        stats = evaluate_solo(state, hp, policy, dataset, device)
+        stats = evaluate_solo(state, hp, scenario, policy, dataset, device)
         return _report(args, checkpoint_path, output, state, len(dataset), stats)
     env = add_episode_return(
-        GraphIsoEnvironment(
+        scenario.build_environment(
             dataset,
             protocol_handler,
             num_envs,
-            message_size=hp.scenario.message_size,
+            hp.scenario,
             seed=args.seed,
             shuffle=False,
             device=device,
@@ -115,16 +113,22 @@ def evaluate(args: EvaluateArgs) -> dict[str, float]:
     with fork_rng(device):
         torch.manual_seed(derive_seed(args.seed, "evaluate"))
         results = [
-            run_episodes(env, build_policy_operator(policy), len(dataset), greedy=args.greedy)
+            run_episodes(
+                env,
+                build_policy_operator(policy, scenario.policy_in_keys),
+                len(dataset),
+                greedy=args.greedy,
+            )
             for _ in range(args.num_passes)
         ]
     merged = EpisodeResults.concatenate(results)
-    stats = episode_stats(merged, protocol_handler.agent_names, dataset.wl_score, prefix="")
+    strata = scenario.strata(dataset)
+    stats = episode_stats(merged, protocol_handler.agent_names, strata, prefix="")
     return _report(args, checkpoint_path, output, state, len(dataset), stats)
 
 
 def evaluate_solo(
-    state: dict, hp, policy: torch.nn.Module, dataset, device: torch.device
+    state: dict, hp, scenario, policy: torch.nn.Module, dataset, device: torch.device
 ) -> dict[str, float]:
     """Each agent's solo classifier (body and solo head) on every pair of ``dataset``.
 
@@ -134,7 +138,7 @@ def evaluate_solo(
         Per trained agent ``<agent>.accuracy`` / ``.loss``, accuracy by label and by WL score;
         ``num_examples`` and ``isomorphic_fraction``; ``solo: True``.
     """
-    view = GraphIsoSupervisedView(policy, dataset, hp.scenario, device=device)
+    view = scenario.supervised_view(policy, dataset, hp.scenario, device=device)
     learning = tuple(
         name in {k.split(".")[0] for k in state["solo_heads"]} for name in policy.agent_names
     )

@@ -115,7 +115,7 @@ def run_episodes(
 def episode_stats(
     results: EpisodeResults,
     agent_names: tuple[str, ...],
-    wl_score: Tensor | None = None,
+    strata: dict[str, Tensor] | None = None,
     prefix: str = "test_",
 ) -> dict[str, float]:
     """Accuracy overall, on isomorphic and non-isomorphic pairs and by WL score, and how
@@ -127,8 +127,10 @@ def episode_stats(
         Evaluated episodes.
     agent_names : tuple of str
         Agent order of ``results.reward``.
-    wl_score : Tensor, optional
-        long ``[dataset size]``: the dataset's WL scores, to break accuracy down by score.
+    strata : dict of Tensor, optional
+        Named long ``[dataset size]`` strata of the dataset (the scenario's, e.g. GI's WL
+        score; -1: in none), to break accuracy down by each value:
+        ``<prefix>accuracy_<name>_<value>``.
     prefix : str
         Prepended to every statistic's name.
     """
@@ -141,9 +143,9 @@ def episode_stats(
             stats[f"{prefix}accuracy_{name}"] = correct[mask].mean().item()
     for i, name in enumerate(agent_names):
         stats[f"{name}.{prefix}mean_episode_reward"] = results.reward[:, i].double().mean().item()
-    if wl_score is not None:
-        scores = wl_score[results.datapoint_id]
-        for score in torch.unique(scores[scores >= 0]).tolist():
-            mask = scores == score
-            stats[f"{prefix}accuracy_wl_score_{score}"] = correct[mask].mean().item()
+    for name, values in (strata or {}).items():
+        values = values.to(results.datapoint_id.device)[results.datapoint_id]
+        for value in torch.unique(values[values >= 0]).tolist():
+            mask = values == value
+            stats[f"{prefix}accuracy_{name}_{value}"] = correct[mask].mean().item()
     return stats

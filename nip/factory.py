@@ -5,9 +5,7 @@ from nip.config.trainer import shares_body
 from nip.experiment_settings import ExperimentSettings
 from nip.protocols import build_protocol_handler
 from nip.scenario_instance import ScenarioInstance
-from nip.scenarios.graph_iso.agents import build_combined_agents
-from nip.scenarios.graph_iso.dataset import build_datasets
-from nip.scenarios.graph_iso.environment import GraphIsoEnvironment
+from nip.scenarios import get_scenario
 from nip.utils.seeding import derive_seed
 
 # Largest batch of parallel episodes used to evaluate a dataset.
@@ -32,37 +30,34 @@ def build_scenario_instance(
     matter.
     """
     hp = hyper_params
+    scenario = get_scenario(hp.scenario.name)
     protocol_handler = build_protocol_handler(hp.protocol)
-    train_dataset, test_dataset = build_datasets(hp.scenario, settings.cache_dir)
+    train_dataset, test_dataset = scenario.build_datasets(hp.scenario, settings.cache_dir)
     train_env = test_env = None
     # Trainers that play no episodes (supervised solo training) get no environments.
     if type(hp.trainer).USES_ENVIRONMENTS:
-        num_envs = hp.trainer.frames_per_batch // steps_per_env(hp)
-        train_env = GraphIsoEnvironment(
+        train_env = scenario.build_environment(
             train_dataset,
             protocol_handler,
-            num_envs,
-            message_size=hp.scenario.message_size,
+            hp.trainer.frames_per_batch // steps_per_env(hp),
+            hp.scenario,
             seed=derive_seed(hp.seed, "train_environment"),
             device=settings.device,
         )
-        test_env = GraphIsoEnvironment(
+        test_env = scenario.build_environment(
             test_dataset,
             protocol_handler,
             min(len(test_dataset), MAX_EVAL_ENVS),
-            message_size=hp.scenario.message_size,
+            hp.scenario,
             seed=derive_seed(hp.seed, "test_environment"),
             shuffle=False,
             device=settings.device,
         )
-    policy, value = build_combined_agents(
-        protocol_handler,
-        hp.scenario,
-        train_dataset.max_nodes,
-        hp.seed,
-        shares_body(hp.trainer),
+    policy, value = scenario.build_agents(
+        protocol_handler, hp.scenario, train_dataset, hp.seed, shares_body(hp.trainer)
     )
     return ScenarioInstance(
+        scenario=scenario,
         train_dataset=train_dataset,
         test_dataset=test_dataset,
         protocol_handler=protocol_handler,

@@ -1,5 +1,7 @@
 """TorchRL operators around the combined agents, shared by training and evaluation."""
 
+from collections.abc import Sequence
+
 import torch
 from tensordict.nn import TensorDictModule
 from torch import nn
@@ -10,8 +12,6 @@ from nip.distribution import AgentsActionDistribution
 
 # Observation keys that agents see normalised.
 NORMALIZED_KEYS = ("x", "message")
-POLICY_IN_KEYS = ["x", "message", "message_history", "adjacency", "node_mask", "round"]
-VALUE_IN_KEYS = ["x", "message", "adjacency", "node_mask", "round"]
 POLICY_OUT_KEYS = [("agents", "main_message_logits"), ("agents", "decision_logits")]
 VALUE_KEY = ("agents", "state_value")
 REWARD_KEY = ("agents", "reward")
@@ -20,9 +20,13 @@ EPISODE_REWARD_KEY = ("agents", "episode_reward")
 
 
 def build_policy_operator(
-    combined_policy: nn.Module, mask_ineffective_actions: bool = True
+    combined_policy: nn.Module,
+    in_keys: Sequence[str],
+    mask_ineffective_actions: bool = True,
 ) -> ProbabilisticActor:
     """A probabilistic actor sampling every agent's packed action ``("agents", "action")``.
+
+    ``in_keys`` are the observation keys the scenario's policy reads (its ``policy_in_keys``).
 
     The turn masks ``("agents", "node_active")`` and ``("agents", "decision_active")`` come
     from the environment's observation.
@@ -30,7 +34,7 @@ def build_policy_operator(
     agent over the actions that can have an effect (over all sampled actions if
     ``mask_ineffective_actions`` is false).
     """
-    module = TensorDictModule(combined_policy, in_keys=POLICY_IN_KEYS, out_keys=POLICY_OUT_KEYS)
+    module = TensorDictModule(combined_policy, in_keys=list(in_keys), out_keys=POLICY_OUT_KEYS)
     return ProbabilisticActor(
         module,
         in_keys={
@@ -47,9 +51,10 @@ def build_policy_operator(
     )
 
 
-def build_value_operator(combined_value: nn.Module) -> ValueOperator:
-    """Every agent's value estimate as ``("agents", "state_value")``, ``[..., A, 1]``."""
-    return ValueOperator(combined_value, in_keys=VALUE_IN_KEYS, out_keys=[VALUE_KEY])
+def build_value_operator(combined_value: nn.Module, in_keys: Sequence[str]) -> ValueOperator:
+    """Every agent's value estimate as ``("agents", "state_value")``, ``[..., A, 1]``, from
+    the observation keys ``in_keys`` (the scenario's ``value_in_keys``)."""
+    return ValueOperator(combined_value, in_keys=list(in_keys), out_keys=[VALUE_KEY])
 
 
 def add_episode_return(env: EnvBase) -> TransformedEnv:

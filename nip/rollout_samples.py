@@ -15,14 +15,15 @@ DECISIONS = ("reject", "accept", "none")
 def sample_episodes(
     rollouts: TensorDictBase,
     protocol_handler: ProtocolHandler,
+    scenario: Any,
     num_samples: int,
     generator: torch.Generator,
 ) -> list[dict[str, Any]]:
     """Up to ``num_samples`` episodes that start and end within the ``[B, S]`` batch.
 
-    Each is a dict: the label, the verifier's decision, every agent's return, both graphs'
-    edge lists, and the transcript (per round: who sent which node of which graph in which
-    channel).
+    Each is a dict: the label, the verifier's decision, every agent's return, the
+    scenario's description of the example (``example``: e.g. both graphs' edge lists), and
+    the transcript (per round: who sent what, in the scenario's words, in which channel).
     """
     # One copy to the host: the loop below reads single frames, and ``generator`` is a CPU one.
     rollouts = rollouts.cpu()
@@ -46,16 +47,8 @@ def sample_episodes(
         for r in range(length):
             for c, channel in enumerate(channels):
                 speakers = [agents[a] for a in range(len(agents)) if active[r, a, c]]
-                for graph, node in history[r, c].sum(0).nonzero().tolist():
-                    transcript.append(f"r{r} {'+'.join(speakers)} @{channel}: {'AB'[graph]}{node}")
-        adjacency, node_mask = frame["adjacency"], frame["node_mask"]
-        edges = [
-            [
-                (i, j)
-                for i, j in torch.triu(adjacency[g] & node_mask[g][:, None], 1).nonzero().tolist()
-            ]
-            for g in range(2)
-        ]
+                for item in scenario.describe_message(history[r, c]):
+                    transcript.append(f"r{r} {'+'.join(speakers)} @{channel}: {item}")
         decision = frame["next", "verifier_decision"]
         returns = frame["next", *EPISODE_REWARD_KEY][..., 0]
         samples.append(
@@ -65,9 +58,8 @@ def sample_episodes(
                 "decision": DECISIONS[decision.item()],
                 "length": length,
                 "returns": {a: returns[k].item() for k, a in enumerate(agents)},
-                "graph_a_edges": str(edges[0]),
-                "graph_b_edges": str(edges[1]),
                 "transcript": "; ".join(transcript),
+                "example": scenario.describe_example(frame),
             }
         )
     return samples
@@ -80,8 +72,9 @@ def log_rollout_samples(run: Any, samples: list[dict[str, Any]], iteration: int)
     if not samples:
         return
     agents = list(samples[0]["returns"])
+    example_columns = list(samples[0]["example"])
     columns = ["iteration", "datapoint_id", "isomorphic", "decision", "length"]
-    columns += [f"{a}_return" for a in agents] + ["transcript", "graph_a_edges", "graph_b_edges"]
+    columns += [f"{a}_return" for a in agents] + ["transcript", *example_columns]
     table = wandb.Table(columns=columns)
     for s in samples:
         table.add_data(
@@ -92,7 +85,6 @@ def log_rollout_samples(run: Any, samples: list[dict[str, Any]], iteration: int)
             s["length"],
             *(s["returns"][a] for a in agents),
             s["transcript"],
-            s["graph_a_edges"],
-            s["graph_b_edges"],
+            *(s["example"][c] for c in example_columns),
         )
     run.log({"rollout_samples": table}, step=iteration)

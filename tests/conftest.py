@@ -17,25 +17,17 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def small_datasets(monkeypatch):
     """Random pairs instead of generated ones, for tests about training rather than data."""
-    import nip.factory
-    from tests.helpers import random_pairs
+    from tests.helpers import random_pairs, use_datasets
 
-    monkeypatch.setattr(
-        nip.factory, "build_datasets", lambda p, c: (random_pairs(80, 6), random_pairs(20, 6, 1))
-    )
+    use_datasets(monkeypatch, random_pairs(80, 6), random_pairs(20, 6, 1))
 
 
 @pytest.fixture
 def trainer_datasets(monkeypatch):
     """Random pairs (120 train, 30 test) for tests about the trainer rather than data."""
-    import nip.factory
-    from tests.helpers import random_pairs
+    from tests.helpers import random_pairs, use_datasets
 
-    monkeypatch.setattr(
-        nip.factory,
-        "build_datasets",
-        lambda p, c: (random_pairs(120, 6, 0), random_pairs(30, 6, 1)),
-    )
+    use_datasets(monkeypatch, random_pairs(120, 6, 0), random_pairs(30, 6, 1))
 
 
 def pytest_terminal_summary(terminalreporter):

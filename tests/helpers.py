@@ -10,9 +10,9 @@ from nip.config.loss import ClipLossConfig
 from nip.config.protocol import ProtocolConfig
 from nip.config.root import HyperParameters
 from nip.config.runtime import CheckpointConfig, DeviceConfig, LoggerConfig
-from nip.config.scenario import GraphIsoAgentConfig, GraphIsoScenarioConfig
 from nip.config.schedule import ConstantScheduleConfig
 from nip.config.trainer import PpoTrainerConfig
+from nip.scenarios.graph_iso.config import GraphIsoAgentConfig, GraphIsoScenarioConfig
 from nip.scenarios.graph_iso.dataset import GraphPairDataset
 
 
@@ -29,6 +29,13 @@ def random_pairs(num_pairs: int, num_nodes: int = 6, seed: int = 0) -> GraphPair
     return GraphPairDataset(
         adjacency=adjacency, node_mask=node_mask.clone(), wl_score=wl_score.long()
     )
+
+
+def use_datasets(monkeypatch, train: GraphPairDataset, test: GraphPairDataset) -> None:
+    """Make the GI scenario serve ``train`` and ``test`` instead of generating datasets."""
+    from nip.scenarios.graph_iso.scenario import GraphIsoScenario
+
+    monkeypatch.setattr(GraphIsoScenario, "build_datasets", lambda self, p, c: (train, test))
 
 
 def tiny_agent(num_gnn_layers: int) -> GraphIsoAgentConfig:
@@ -79,7 +86,7 @@ def tiny_hyper_params(cache_dir: Path, **trainer_overrides) -> HyperParameters:
 def tiny_protocol_run(tmp_path: Path, protocol) -> tuple[object, list[dict]]:
     """Train the tiny config with ``protocol`` on random pairs; return trainer and metrics.
 
-    The caller must have replaced ``nip.factory.build_datasets`` (see ``small_datasets``).
+    The caller must have replaced the datasets (see ``use_datasets``, ``small_datasets``).
     """
     import json
 

@@ -179,6 +179,24 @@ def files_of(run_dir: Path) -> dict[str, bytes]:
     }
 
 
+def kill_after_lines(args: list[str], run_dir: Path, lines: int) -> None:
+    """Start ``nip.run args`` and SIGKILL it once its metrics file has ``lines`` lines."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nip.run", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        path = run_dir / "metrics.jsonl"
+        if path.exists() and len(path.read_text().splitlines()) >= lines:
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 @pytest.mark.parametrize(
     "trainer",
     [
@@ -197,20 +215,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, trainer):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     args = ["checkpoint.interval=1", *trainer]
     assert nip("nip.run", *tiny(straight, cache, 5), *args).returncode == 0
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nip.run", *tiny(killed, cache, 5), *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        path = killed / "metrics.jsonl"
-        if path.exists() and len(path.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_after_lines([*tiny(killed, cache, 5), *args], killed, 3)
     assert len((killed / "metrics.jsonl").read_text().splitlines()) < 6
     result = nip("nip.run", *tiny(killed, cache, 5), *args)
     assert result.returncode == 0, result.stderr
@@ -242,27 +247,14 @@ def test_solo_agent_sigkill_then_resume_and_evaluate(tmp_path):
     result = nip("nip.run", *args, f"hydra.run.dir={straight}")
     assert result.returncode == 0, result.stderr
     assert "solo test accuracy: prover" in result.stdout
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nip.run", *args, f"hydra.run.dir={killed}"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        path = killed / "metrics.jsonl"
-        if path.exists() and len(path.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_after_lines([*args, f"hydra.run.dir={killed}"], killed, 2)
     assert len((killed / "metrics.jsonl").read_text().splitlines()) < 7
     result = nip("nip.run", *args, f"hydra.run.dir={killed}")
     assert result.returncode == 0, result.stderr
     assert metrics(killed) == metrics(straight)
 
     final = metrics(killed)[-1]
-    from nip.config.scenario import GraphIsoScenarioConfig
+    from nip.scenarios.graph_iso.config import GraphIsoScenarioConfig
     from nip.scenarios.graph_iso.dataset import build_datasets
 
     # nip.evaluate on the run's own test split reproduces the run's final test figures.

@@ -3,11 +3,10 @@
 import pytest
 import torch
 
-import nip.factory
 from nip.experiment_settings import ExperimentSettings
 from nip.factory import build_scenario_instance, build_trainer
 from nip.objectives.ppo import masked_standardize
-from tests.helpers import random_pairs, tiny_hyper_params
+from tests.helpers import random_pairs, tiny_hyper_params, use_datasets
 
 
 def test_masked_standardize_matches_torch_over_the_masked_frames():
@@ -24,9 +23,7 @@ def test_masked_standardize_matches_torch_over_the_masked_frames():
 def test_frames_after_an_agent_finished_leave_its_losses_unchanged(tmp_path, monkeypatch):
     """Appending frames in which the verifier had already finished, with arbitrary
     advantages and value targets, changes none of the verifier's loss terms."""
-    monkeypatch.setattr(
-        nip.factory, "build_datasets", lambda p, c: (random_pairs(80, 6), random_pairs(20, 6, 1))
-    )
+    use_datasets(monkeypatch, random_pairs(80, 6), random_pairs(20, 6, 1))
     hp = tiny_hyper_params(tmp_path / "cache")
     s = ExperimentSettings(run_dir=tmp_path / "run", progress_bar=False, cache_dir=tmp_path)
     trainer = build_trainer(hp, build_scenario_instance(hp, s), s)

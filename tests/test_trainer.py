@@ -322,6 +322,7 @@ def test_rollout_samples_are_complete_episodes(tmp_path):
     samples = sample_episodes(
         data,
         trainer.protocol_handler,
+        trainer.scenario,
         5,
         torch.Generator().manual_seed(0),
     )
@@ -333,3 +334,5 @@ def test_rollout_samples_are_complete_episodes(tmp_path):
         assert len(s["transcript"].split("; ")) == s["length"]
         assert s["transcript"].startswith("r0 verifier @main: ")
         assert set(s["returns"]) == {"prover", "verifier"}
+        assert set(s["example"]) == {"graph_a_edges", "graph_b_edges"}
+        assert s["example"]["graph_a_edges"].startswith("[(")

@@ -5,10 +5,9 @@ import os
 import pytest
 import wandb
 
-import nip.factory
 from nip.experiment_settings import ExperimentSettings
 from nip.factory import build_scenario_instance, build_trainer
-from tests.helpers import random_pairs, tiny_hyper_params
+from tests.helpers import random_pairs, tiny_hyper_params, use_datasets
 
 
 @pytest.fixture
@@ -34,9 +33,7 @@ def trainer_with_run(tmp_path, run_dir_name, wandb_run):
 
 
 def test_checkpoint_logged_as_wandb_artifact(tmp_path, offline_run, monkeypatch):
-    monkeypatch.setattr(
-        nip.factory, "build_datasets", lambda p, c: (random_pairs(60, 6), random_pairs(20, 6, 1))
-    )
+    use_datasets(monkeypatch, random_pairs(60, 6), random_pairs(20, 6, 1))
     trainer = trainer_with_run(tmp_path, "run", offline_run)
     trainer.save_checkpoint(log=True)
     offline_run.finish()
@@ -176,9 +173,7 @@ def test_resume_falls_back_to_checkpoint_artifact(tmp_path, monkeypatch):
     from nip.checkpointing import load_checkpoint_file
     from nip.run import run_experiment
 
-    monkeypatch.setattr(
-        nip.factory, "build_datasets", lambda p, c: (random_pairs(60, 6), random_pairs(20, 6, 1))
-    )
+    use_datasets(monkeypatch, random_pairs(60, 6), random_pairs(20, 6, 1))
     original = tmp_path / "original"
     run_experiment(
         tiny_hyper_params(tmp_path / "cache"),

@@ -19,7 +19,6 @@ from nip.config.runtime import (
     LoggerConfig,
     WandbLoggerConfig,
 )
-from nip.config.scenario import GraphIsoScenarioConfig
 from nip.config.schedule import (
     AlternatingScheduleConfig,
     ConstantScheduleConfig,
@@ -30,7 +29,6 @@ from nip.config.trainer import (
     ReinforceTrainerConfig,
     SoloAgentTrainerConfig,
     SpgTrainerConfig,
-    shares_body,
 )
 from nip.errors import NipConfigError
 
@@ -74,7 +72,6 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
         "spg": SpgTrainerConfig,
         "solo_agent": SoloAgentTrainerConfig,
     },
-    "scenario": {"graph_iso": GraphIsoScenarioConfig},
     "protocol": {"protocol": ProtocolConfig, "multi_prover": MultiProverProtocolConfig},
     "loss": {
         "clip": ClipLossConfig,
@@ -90,6 +87,17 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "device": {"device": DeviceConfig},
     "logger": {"local": LoggerConfig, "wandb": WandbLoggerConfig},
 }
+
+
+def group_schemas() -> dict[str, dict[str, type]]:
+    """:data:`GROUP_SCHEMAS` and every registered scenario's schema (scenarios bring their
+    own, see :mod:`nip.scenarios.base`)."""
+    from nip.scenarios import SCENARIO_REGISTRY
+
+    scenarios = {name: cls.config_schema for name, cls in SCENARIO_REGISTRY.items()}
+    return {**GROUP_SCHEMAS, "scenario": scenarios}
+
+
 # Schemas used for options without a schema of their own, when rebuilding from a dict.
 DEFAULT_SCHEMAS = {"protocol": "protocol", "device": "device"}
 PROTOCOL_SCHEMA_BY_NAME = {"debate": "multi_prover", "mnip": "multi_prover"}
@@ -100,7 +108,7 @@ def register_configs() -> None:
     register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=HyperParameters)
-    for group, options in GROUP_SCHEMAS.items():
+    for group, options in group_schemas().items():
         for option, schema in options.items():
             cs.store(group=group, name=f"{option}_schema", node=schema)
 
@@ -140,71 +148,6 @@ def science_dict(hyper_params: HyperParameters) -> dict[str, Any]:
     for key in type(hyper_params.trainer).EXTENSIBLE_FIELDS:
         d["trainer"].pop(key, None)
     return d
-
-
-# Agent sizes that must be positive (widths, head and layer counts of the GNN and MLPs).
-WIDTH_FIELDS = (
-    "num_gnn_layers",
-    "d_gnn",
-    "d_gin_mlp",
-    "num_heads",
-    "d_transformer",
-    "d_transformer_mlp",
-    "d_node_selector",
-    "num_node_selector_layers",
-    "d_decider",
-    "num_decider_layers",
-    "d_value",
-    "num_value_layers",
-)
-
-
-def frame_bytes(hp: HyperParameters, num_agents: int, num_channels: int) -> int:
-    """A lower bound on the bytes one collected frame takes (observation and next one).
-
-    Counts the message history and its normalised copy, the message, both graphs' adjacency
-    and every agent's message logits, in float32 / bool; small entries are ignored.
-    """
-    s, p = hp.scenario, hp.protocol
-    nodes = 2 * max(s.graph_sizes)
-    message = num_channels * s.message_size * nodes
-    floats = 2 * (2 * p.max_message_rounds * message + message) + num_agents * message
-    return 4 * floats + nodes * nodes  # adjacency: [2, N, N] bools, observation and next
-
-
-def model_bytes(
-    hp: HyperParameters,
-    protocol_handler: "ProtocolHandler",
-    batch: int,
-    max_nodes: int | None = None,
-) -> int:
-    """A rough lower bound on the memory the agents' networks need for one batch.
-
-    Per agent, an actor and a critic body (twice the bytes of their weights, gradients and
-    two Adam moments) plus the activations of a forward and backward pass over ``batch``
-    pairs of graphs with ``max_nodes`` nodes (default: the largest generated size): the
-    GIN's node features, the transformer's tokens and attention maps.
-    """
-    from nip.scenarios.graph_iso.agents import agent_config
-
-    s, p = hp.scenario, hp.protocol
-    nodes = 2 * (max_nodes or max(s.graph_sizes))
-    tokens = nodes + 2
-    total = 0
-    for name in protocol_handler.agent_names:
-        a = agent_config(protocol_handler, s, name)
-        params = a.num_gnn_layers * 2 * a.d_gnn * a.d_gin_mlp
-        params += a.num_transformer_layers * (
-            4 * a.d_transformer**2 + 2 * a.d_transformer * a.d_transformer_mlp
-        )
-        params += a.d_node_selector**2 + a.d_decider**2 + a.d_value**2
-        params += p.max_message_rounds * s.message_size * 3 * a.d_gnn
-        activations = nodes * a.num_gnn_layers * (a.d_gnn + a.d_gin_mlp)
-        activations += a.num_transformer_layers * (
-            tokens * (3 * a.d_transformer + a.d_transformer_mlp) + a.num_heads * tokens**2
-        )
-        total += 2 * (16 * params + 4 * 2 * batch * activations)
-    return total
 
 
 def available_memory_bytes() -> int | None:
@@ -275,21 +218,14 @@ def validate_hyper_params(hp: HyperParameters) -> None:
             hp.logger.mode in ("online", "offline", "disabled"),
             f"logger.mode must be online, offline or disabled, got {hp.logger.mode!r}",
         )
-    need(s.num_train_pairs >= 1 and s.num_test_pairs >= 1, "dataset sizes must be positive")
-    need(len(s.graph_sizes) > 0 and min(s.graph_sizes) >= 2, "scenario.graph_sizes: >= 2 nodes")
-    need(
-        len(s.edge_probabilities) > 0 and all(0 < q < 1 for q in s.edge_probabilities),
-        "scenario.edge_probabilities must be in (0, 1)",
-    )
-    need(s.message_size >= 1, "scenario.message_size must be at least 1")
-    need(s.wl_iterations >= 1, "scenario.wl_iterations must be at least 1")
-    need(s.d_representation >= 1, "scenario.d_representation must be at least 1")
-    from nip.scenarios.graph_iso.dataset import MAX_NODES
+    from nip.scenarios import SCENARIO_REGISTRY, get_scenario
 
     need(
-        max(s.graph_sizes) <= MAX_NODES,
-        f"scenario.graph_sizes: at most {MAX_NODES} nodes are supported, got {max(s.graph_sizes)}",
+        s.name in SCENARIO_REGISTRY,
+        f"unknown scenario.name {s.name!r}; known: {', '.join(sorted(SCENARIO_REGISTRY))}",
     )
+    scenario = get_scenario(s.name)
+    scenario.check(hp, handler)
     need(
         hp.checkpoint.interval >= 1,
         f"checkpoint.interval must be >= 1, got {hp.checkpoint.interval}",
@@ -299,43 +235,17 @@ def validate_hyper_params(hp: HyperParameters) -> None:
     for key in ("rollout_sample_period", "num_rollout_samples"):
         value = getattr(hp.logger, key, 0)
         need(value >= 0, f"logger.{key} must be >= 0, got {value}")
-    from nip.scenarios.graph_iso.agents import agent_config
     from nip.trainers.update_schedule import check_schedule
 
-    learning = [not agent_is_fixed(agent_config(handler, s, n)) for n in handler.agent_names]
+    learning = [
+        not agent_is_fixed(scenario.agent_config(handler, s, n)) for n in handler.agent_names
+    ]
     need(
         any(learning),
         "no agent learns: every agent is frozen or random (scenario.prover / scenario.verifier "
         ".frozen and .random)",
     )
     check_schedule(hp.schedule, handler.agent_names, handler.prover_names, learning)
-    for role in ("prover", "verifier"):
-        a = getattr(s, role)
-        need(
-            a.activation in ("tanh", "relu", "sigmoid"),
-            f"scenario.{role}.activation must be tanh, relu or sigmoid",
-        )
-        for key in WIDTH_FIELDS:
-            value = getattr(a, key)
-            need(value >= 1, f"scenario.{role}.{key} must be at least 1, got {value}")
-        need(
-            a.num_transformer_layers >= 0,
-            f"scenario.{role}.num_transformer_layers must be >= 0",
-        )
-        need(
-            a.d_transformer % a.num_heads == 0,
-            f"scenario.{role}.d_transformer ({a.d_transformer}) is not divisible by "
-            f"num_heads ({a.num_heads})",
-        )
-        if shares_body(t):
-            need(
-                a.agent_lr_factor.actor == a.agent_lr_factor.critic
-                and a.body_lr_factor.actor == a.body_lr_factor.critic
-                and a.gnn_lr_factor.actor == a.gnn_lr_factor.critic,
-                f"trainer.use_shared_body=true needs equal actor and critic lr factors "
-                f"for scenario.{role}",
-            )
-
     # Last: the estimates need every size above to be valid.
     available = available_memory_bytes()
     if available is not None:
@@ -346,20 +256,23 @@ def check_model_fits(
     hp: HyperParameters,
     protocol_handler: "ProtocolHandler",
     batch: int,
-    max_nodes: int | None = None,
+    dataset: Any = None,
     available: int | None = None,
 ) -> None:
     """Refuse networks that obviously cannot fit in this machine's memory.
 
-    ``available`` is the memory to compare with (default: read now).
+    ``dataset`` is the data they will see (default: sizes from the config); ``available`` is
+    the memory to compare with (default: read now).
 
     Raises
     ------
     NipConfigError
-        With the estimate (see :func:`model_bytes`) and the memory available.
+        With the scenario's estimate (its ``model_bytes``) and the memory available.
     """
+    from nip.scenarios import get_scenario
+
     available = available if available is not None else available_memory_bytes()
-    networks = model_bytes(hp, protocol_handler, batch, max_nodes)
+    networks = get_scenario(hp.scenario.name).model_bytes(hp, protocol_handler, batch, dataset)
     if available is not None and networks > available:
         raise NipConfigError(
             f"the agents' networks (scenario.prover / scenario.verifier sizes) need about "
@@ -376,8 +289,10 @@ def hyper_params_from_dict(d: dict[str, Any]) -> HyperParameters:
     """
     from omegaconf import OmegaConf
 
+    schemas = group_schemas()
+
     def typed(group: str, option: str, values: dict[str, Any]) -> Any:
-        options = GROUP_SCHEMAS[group]
+        options = schemas[group]
         if group == "protocol":
             option = PROTOCOL_SCHEMA_BY_NAME.get(option, option)
         schema = options.get(option) or options[DEFAULT_SCHEMAS[group]]

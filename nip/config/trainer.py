@@ -104,11 +104,11 @@ class PpoTrainerConfig:
         ------
         NipConfigError
         """
-        from nip.config.root import check_model_fits, frame_bytes
+        from nip.config.root import check_model_fits
+        from nip.scenarios import get_scenario
 
-        frames = (
-            2 * self.frames_per_batch * frame_bytes(hp, handler.num_agents, handler.num_channels)
-        )
+        frame = get_scenario(hp.scenario.name).frame_bytes(hp, handler)
+        frames = 2 * self.frames_per_batch * frame
         _need(
             frames <= available,
             f"trainer.frames_per_batch={self.frames_per_batch} needs about {frames / 1e9:,.1f} GB "

@@ -32,7 +32,6 @@ from nip.checkpointing import (
 from nip.config.root import agent_is_fixed, science_dict, with_added_science_fields
 from nip.errors import NipCheckpointError, NipInterrupted, NipRunError
 from nip.metrics import MetricsFile
-from nip.scenarios.graph_iso.agents import agent_config
 from nip.trainers.trainer_base import Trainer, TrainerState
 from nip.utils.signals import StopRequests
 
@@ -66,11 +65,12 @@ class CheckpointedTrainer(Trainer):
 
     def __init__(self, hyper_params, scenario_instance, settings):
         super().__init__(hyper_params, scenario_instance, settings)
+        self.scenario = scenario_instance.scenario
         self.protocol_handler = scenario_instance.protocol_handler
         self.agent_names = tuple(self.protocol_handler.agent_names)
         self.num_agents = len(self.agent_names)
         agent_cfgs = [
-            agent_config(self.protocol_handler, hyper_params.scenario, name)
+            self.scenario.agent_config(self.protocol_handler, hyper_params.scenario, name)
             for name in self.agent_names
         ]
         # Agents that learn (neither ``frozen`` nor ``random``); the others' losses do not count.

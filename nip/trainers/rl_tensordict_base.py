@@ -35,8 +35,6 @@ from nip.operators import (
 )
 from nip.plotting import plot_metrics
 from nip.rollout_samples import log_rollout_samples, sample_episodes
-from nip.scenarios.graph_iso.agents import parameter_groups
-from nip.scenarios.graph_iso.supervised import GraphIsoSupervisedView
 from nip.stats import chance_accuracy, rollout_stats
 from nip.trainers.checkpointed import CheckpointedTrainer, resident_memory_mb
 from nip.trainers.param_freezer import ParamGroupFreezer
@@ -155,9 +153,12 @@ class TensorDictRlTrainer(CheckpointedTrainer):
         """The TorchRL policy (a probabilistic actor over all agents) and value operators."""
         self.policy_operator = build_policy_operator(
             self.scenario_instance.combined_policy,
+            self.scenario.policy_in_keys,
             mask_ineffective_actions=self.hyper_params.loss.mask_ineffective_actions,
         )
-        self.value_operator = build_value_operator(self.scenario_instance.combined_value)
+        self.value_operator = build_value_operator(
+            self.scenario_instance.combined_value, self.scenario.value_in_keys
+        )
 
     @abstractmethod
     def _get_loss_module_and_gae(self) -> tuple[PerAgentLoss, nn.Module | None]:
@@ -173,7 +174,7 @@ class TensorDictRlTrainer(CheckpointedTrainer):
         RuntimeError
             If a trainable parameter of the loss module is in no group (a bug).
         """
-        groups = parameter_groups(
+        groups = self.scenario.parameter_groups(
             self.scenario_instance.combined_policy,
             self.scenario_instance.combined_value,
             self.hyper_params.scenario,
@@ -399,7 +400,7 @@ class TensorDictRlTrainer(CheckpointedTrainer):
         }
         # The training procedure's version: entries of an earlier procedure are not reused.
         cache_key["procedure"] = 2
-        view = GraphIsoSupervisedView(
+        view = self.scenario.supervised_view(
             self.scenario_instance.combined_policy,
             self.scenario_instance.train_dataset,
             self.hyper_params.scenario,
@@ -600,6 +601,7 @@ class TensorDictRlTrainer(CheckpointedTrainer):
         samples = sample_episodes(
             data,
             self.protocol_handler,
+            self.scenario,
             self.hyper_params.logger.num_rollout_samples,
             generator,
         )
@@ -713,6 +715,7 @@ class TensorDictRlTrainer(CheckpointedTrainer):
                 )
                 iteration_context.step()
         merged = EpisodeResults.concatenate(results)
-        stats = episode_stats(merged, self.agent_names, dataset.wl_score, prefix="test_")
+        strata = self.scenario.strata(dataset)
+        stats = episode_stats(merged, self.agent_names, strata, prefix="test_")
         stats["test_greedy"] = t.test_greedy
         return stats

@@ -18,7 +18,6 @@ import torch
 
 from nip.checkpointing import restore_rng_state
 from nip.plotting import plot_solo_metrics
-from nip.scenarios.graph_iso.supervised import GraphIsoSupervisedView
 from nip.trainers.checkpointed import CheckpointedTrainer, resident_memory_mb
 from nip.trainers.registry import TRAINER_REGISTRY
 from nip.trainers.supervised import SoloClassifiers, classification_stats, epoch_order
@@ -77,10 +76,10 @@ class SoloAgentTrainer(CheckpointedTrainer):
         super().__init__(hyper_params, scenario_instance, settings)
         t = hyper_params.trainer
         self.policy = scenario_instance.combined_policy
-        self.train_view = GraphIsoSupervisedView(
+        self.train_view = self.scenario.supervised_view(
             self.policy, scenario_instance.train_dataset, hyper_params.scenario, device=self.device
         )
-        self.test_view = GraphIsoSupervisedView(
+        self.test_view = self.scenario.supervised_view(
             self.policy, scenario_instance.test_dataset, hyper_params.scenario, device=self.device
         )
         try:

@@ -32,7 +32,6 @@ from torchrl.data.replay_buffers import SamplerWithoutReplacement
 from nip.factory import steps_per_env
 from nip.objectives.opponent_shaping import ShapingSettings, shaped_updates_and_gradients
 from nip.objectives.ppo import AGENT_DONE_KEY, masked_standardize
-from nip.scenarios.graph_iso.agents import agent_config
 from nip.trainers.ppo import PpoTrainer
 from nip.trainers.registry import TRAINER_REGISTRY
 
@@ -148,7 +147,7 @@ class SpgTrainer(PpoTrainer):
         params = [self._actor_parameters(self.agent_names[i]) for i in learners]
         lookahead = [
             self.hyper_params.trainer.lr
-            * agent_config(
+            * self.scenario.agent_config(
                 self.protocol_handler, self.hyper_params.scenario, self.agent_names[i]
             ).agent_lr_factor.actor
             for i in learners

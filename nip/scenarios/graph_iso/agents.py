@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nip.config.scenario import GraphIsoAgentConfig, GraphIsoScenarioConfig
 from nip.protocols.base import ProtocolHandler
+from nip.scenarios.base import agent_config
+from nip.scenarios.graph_iso.config import GraphIsoAgentConfig, GraphIsoScenarioConfig
 from nip.utils.nn import (
     MASKED_LOGIT,
     NEG_INF,
@@ -385,15 +386,6 @@ class GraphIsoValueHead(nn.Module):
 # ------------------------------------------------------------------------------------------
 # Combined multi-agent modules
 # ------------------------------------------------------------------------------------------
-def agent_config(
-    protocol_handler: ProtocolHandler, scenario_cfg: GraphIsoScenarioConfig, agent_name: str
-) -> GraphIsoAgentConfig:
-    """The verifier architecture for verifiers, the prover architecture otherwise."""
-    if protocol_handler.has_decider(agent_name):
-        return scenario_cfg.verifier
-    return scenario_cfg.prover
-
-
 @contextmanager
 def _seeded(seed: int, *names: object) -> Iterator[None]:
     """Run the block in a forked RNG seeded with ``derive_seed(seed, *names)``."""

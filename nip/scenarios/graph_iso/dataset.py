@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 
 from nip.checkpointing import atomic_torch_save
-from nip.config.scenario import GraphIsoScenarioConfig
 from nip.errors import NipDataError
+from nip.scenarios.graph_iso.config import GraphIsoScenarioConfig
 from nip.utils.seeding import derive_seed
 
 __all__ = [

@@ -46,8 +46,8 @@ from itertools import product
 import torch
 from torch import Tensor
 
-from nip.config.scenario import GraphIsoScenarioConfig
 from nip.errors import NipConfigError
+from nip.scenarios.graph_iso.config import GraphIsoScenarioConfig
 from nip.scenarios.graph_iso.dataset import GraphPairDataset
 from nip.scenarios.graph_iso.wl import wl_scores, wl_signatures
 from nip.utils.seeding import make_generator

@@ -8,8 +8,8 @@ solo head on its representation.
 import torch
 from torch import Tensor, nn
 
-from nip.config.scenario import GraphIsoScenarioConfig
 from nip.scenarios.graph_iso.agents import CombinedPolicy, agent_config
+from nip.scenarios.graph_iso.config import GraphIsoScenarioConfig
 from nip.scenarios.graph_iso.dataset import GraphPairDataset
 from nip.utils.nn import mlp, orthogonal_init_
 from nip.utils.seeding import derive_seed

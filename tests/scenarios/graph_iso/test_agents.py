@@ -11,7 +11,6 @@ import torch
 from torch import Tensor, nn
 
 from nip.config.protocol import ProtocolConfig
-from nip.config.scenario import GraphIsoAgentConfig, GraphIsoScenarioConfig, LrFactors
 from nip.protocols import build_protocol_handler
 from nip.protocols.base import DeterministicProtocolHandler
 from nip.scenarios.graph_iso.agents import (
@@ -25,6 +24,7 @@ from nip.scenarios.graph_iso.agents import (
     graph_pair_attention_bias,
     parameter_groups,
 )
+from nip.scenarios.graph_iso.config import GraphIsoAgentConfig, GraphIsoScenarioConfig, LrFactors
 from nip.utils.nn import TransformerEncoderLayer, fast_tanh, mlp, orthogonal_init_
 
 N = 6  # max nodes per graph in these tests
@@ -533,7 +533,7 @@ def test_linear_layers_are_orthogonal_with_zero_bias():
 _FINGERPRINT_SCRIPT = """
 import hashlib, torch
 from nip.config.protocol import ProtocolConfig
-from nip.config.scenario import GraphIsoScenarioConfig
+from nip.scenarios.graph_iso.config import GraphIsoScenarioConfig
 from nip.protocols import build_protocol_handler
 from nip.scenarios.graph_iso.agents import build_combined_agents
 p, v = build_combined_agents(

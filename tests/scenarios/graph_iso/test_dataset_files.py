@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from nip.config.scenario import GraphIsoScenarioConfig
 from nip.errors import NipDataError
 from nip.scenarios.graph_iso import dataset as dataset_module
 from nip.scenarios.graph_iso import generation
+from nip.scenarios.graph_iso.config import GraphIsoScenarioConfig
 from nip.scenarios.graph_iso.dataset import (
     GraphPairDataset,
     build_datasets,

@@ -8,9 +8,9 @@ import networkx as nx
 import pytest
 import torch
 
-from nip.config.scenario import GraphIsoScenarioConfig
 from nip.errors import NipConfigError
 from nip.scenarios.graph_iso import generation
+from nip.scenarios.graph_iso.config import GraphIsoScenarioConfig
 from nip.scenarios.graph_iso.generation import generate_pairs, sample_erdos_renyi
 from nip.scenarios.graph_iso.wl import wl_signatures
 

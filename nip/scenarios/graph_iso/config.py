@@ -1,4 +1,4 @@
-"""Schema of the ``scenario`` config group."""
+"""Schema of ``conf/scenario/graph_iso.yaml`` (the GI scenario and its agents)."""
 
 from dataclasses import dataclass, field
 

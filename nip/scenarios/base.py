@@ -1,0 +1,147 @@
+"""The scenario seam: what a scenario provides to the rest of the framework.
+
+A scenario is one package ``nip/scenarios/<name>/`` whose ``scenario`` module registers a
+:class:`Scenario` subclass in :data:`SCENARIO_REGISTRY`, plus ``conf/scenario/<name>.yaml``
+with its typed schema (whose ``name`` field selects it). The factory, the trainers,
+evaluation and validation reach a scenario only through this interface, so nothing outside
+its package imports it.
+"""
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+from torchrl.envs import EnvBase
+
+from nip.protocols.base import ProtocolHandler
+from nip.registry import Registry
+
+SCENARIO_REGISTRY = Registry("scenario")
+
+
+def agent_config(protocol_handler: ProtocolHandler, scenario_cfg: Any, agent_name: str) -> Any:
+    """``scenario_cfg.verifier`` for agents that decide, ``scenario_cfg.prover`` otherwise
+    (every scenario schema has both)."""
+    if protocol_handler.has_decider(agent_name):
+        return scenario_cfg.verifier
+    return scenario_cfg.prover
+
+
+class Scenario(ABC):
+    """A task the verifier learns to decide, with its data, environment and agents.
+
+    Subclasses are stateless: every method takes the scenario's config (``scenario_cfg``,
+    an instance of :attr:`config_schema`) and whatever else it needs.
+    """
+
+    # The schema of ``conf/scenario/<name>.yaml`` (registered as ``<name>_schema``).
+    config_schema: ClassVar[type]
+    # Observation keys the combined policy and value modules read, in their argument order.
+    policy_in_keys: ClassVar[tuple[str, ...]]
+    value_in_keys: ClassVar[tuple[str, ...]]
+
+    # -- data ------------------------------------------------------------------------------
+    @abstractmethod
+    def build_datasets(self, scenario_cfg: Any, cache_dir: Path) -> tuple[Any, Any]:
+        """The train and test datasets (read, downloaded or generated; cached)."""
+
+    @abstractmethod
+    def load_dataset_file(self, path: Path) -> Any:
+        """A dataset from a file a user names (``nip.evaluate dataset.path=...``)."""
+
+    @abstractmethod
+    def strata(self, dataset: Any) -> dict[str, Tensor]:
+        """Named per-example integer strata for accuracy breakdowns (-1: in none)."""
+
+    # -- environment and agents ------------------------------------------------------------
+    @abstractmethod
+    def build_environment(
+        self,
+        dataset: Any,
+        protocol_handler: ProtocolHandler,
+        num_envs: int,
+        scenario_cfg: Any,
+        *,
+        seed: int,
+        shuffle: bool = True,
+        device: torch.device | str = "cpu",
+    ) -> EnvBase:
+        """A batched TorchRL environment of ``num_envs`` episodes over ``dataset``."""
+
+    @abstractmethod
+    def build_agents(
+        self,
+        protocol_handler: ProtocolHandler,
+        scenario_cfg: Any,
+        dataset: Any,
+        seed: int,
+        use_shared_body: bool,
+    ) -> tuple[nn.Module, nn.Module]:
+        """The combined policy and value modules (agent dimension), seeded by ``seed``."""
+
+    @abstractmethod
+    def parameter_groups(
+        self,
+        policy: nn.Module,
+        value: nn.Module,
+        scenario_cfg: Any,
+        protocol_handler: ProtocolHandler,
+        base_lr: float,
+    ) -> list[dict]:
+        """Optimizer groups ``{"params", "lr", "name": "<agent>.<part>"}`` of every agent."""
+
+    @abstractmethod
+    def supervised_view(
+        self,
+        policy: nn.Module,
+        dataset: Any,
+        scenario_cfg: Any,
+        observation_stats: dict[str, dict[str, Tensor]] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> Any:
+        """The dataset as the bodies see it before any message, for solo training."""
+
+    def agent_config(
+        self, protocol_handler: ProtocolHandler, scenario_cfg: Any, agent_name: str
+    ) -> Any:
+        """The agent's architecture and learning settings (see :func:`agent_config`)."""
+        return agent_config(protocol_handler, scenario_cfg, agent_name)
+
+    # -- checks and estimates --------------------------------------------------------------
+    @abstractmethod
+    def check(self, hp: Any, handler: ProtocolHandler) -> None:
+        """Refuse scenario settings that the schema's types cannot rule out (one line)."""
+
+    @abstractmethod
+    def model_bytes(
+        self, hp: Any, handler: ProtocolHandler, batch: int, dataset: Any = None
+    ) -> int:
+        """A rough lower bound on the memory the agents need for a batch of ``batch``."""
+
+    @abstractmethod
+    def frame_bytes(self, hp: Any, handler: ProtocolHandler) -> int:
+        """A lower bound on the bytes one collected frame (and its next observation) takes."""
+
+    # -- display ---------------------------------------------------------------------------
+    @abstractmethod
+    def describe_example(self, frame: Any) -> dict[str, str]:
+        """Columns describing a rollout sample's example (e.g. both graphs' edge lists)."""
+
+    @abstractmethod
+    def describe_message(self, channel_messages: Tensor) -> list[str]:
+        """Names of the items (nodes, latent pixels) set in one round's ``[P, ...]`` message."""
+
+
+def get_scenario(name: str) -> Scenario:
+    """The scenario registered under ``name``.
+
+    Raises
+    ------
+    KeyError
+        Naming the known scenarios.
+    """
+    import nip.scenarios  # noqa: F401  (registers every scenario)
+
+    return SCENARIO_REGISTRY.get_class(name)()

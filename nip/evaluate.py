@@ -1,10 +1,11 @@
-"""Entry point: ``python -m nip.evaluate checkpoint=<run dir|file> dataset.path=<pairs file>``.
+"""Entry point: ``python -m nip.evaluate checkpoint=<run dir|file> dataset.path=<file>``.
 
-Plays one episode per pair (per pass) of any dataset file, in our format or the original
-code's, with a trained system, prints the verifier's accuracy overall, on isomorphic and
-non-isomorphic pairs and by Weisfeiler-Lehman score, and writes it as JSON beside the
-checkpoint. A checkpoint of ``trainer=solo_agent`` has no interaction to play: each agent's
-solo classifier classifies every pair once, with the same breakdowns per agent.
+Plays one episode per example (per pass) of a dataset file of the run's scenario (GI: a
+pairs file in our format or the original code's) with a trained system, prints the
+verifier's accuracy overall, on each label and by the scenario's strata (GI: Weisfeiler-Lehman
+score; image classification: class), and writes it as JSON beside the checkpoint. A
+checkpoint of ``trainer=solo_agent`` has no interaction to play: each agent's solo
+classifier classifies every example once, with the same breakdowns per agent.
 """
 
 import json
@@ -26,6 +27,7 @@ from nip.factory import MAX_EVAL_ENVS
 from nip.operators import add_episode_return, add_observation_norm, build_policy_operator
 from nip.protocols import build_protocol_handler
 from nip.scenarios import get_scenario
+from nip.stats import chance_accuracy, share_key
 from nip.trainers.solo_agent import EVAL_BATCH_SIZE
 from nip.trainers.supervised import SoloClassifiers, classification_stats
 from nip.utils.seeding import derive_seed, fork_rng
@@ -33,9 +35,19 @@ from nip.utils.seeding import derive_seed, fork_rng
 
 @dataclass
 class DatasetArgs:
-    """The dataset to evaluate on."""
+    """The dataset to evaluate on: a file, or a split of the run's own data (exactly one).
 
-    path: str = MISSING
+    Attributes
+    ----------
+    path : str or None
+        A dataset file of the run's scenario (GI: a pairs file in either format).
+    split : str or None
+        ``train`` or ``test``: that split of the data the run was trained and tested on,
+        rebuilt from its configuration (through the dataset cache).
+    """
+
+    path: str | None = None
+    split: str | None = None
 
 
 @dataclass
@@ -47,7 +59,8 @@ class EvaluateArgs:
     checkpoint : str
         A run directory, its ``checkpoints`` directory, or a checkpoint file.
     dataset : DatasetArgs
-        ``dataset.path``: a pairs file in either format.
+        ``dataset.path`` (a file) or ``dataset.split`` (``train`` / ``test`` of the run's
+        own data).
     num_passes : int
         Episodes per pair; each pass samples the agents' actions afresh.
     seed : int
@@ -72,19 +85,38 @@ class EvaluateArgs:
 
 
 def evaluate(args: EvaluateArgs) -> dict[str, float]:
-    """Evaluate a checkpoint on a dataset file; returns (and writes) the statistics."""
+    """Evaluate a checkpoint on a dataset; returns (and writes) the statistics.
+
+    Raises
+    ------
+    NipConfigError
+        Unless exactly one of ``dataset.path`` and ``dataset.split`` (train or test) is given.
+    """
+    from nip.errors import NipConfigError
+
+    path, split = args.dataset.path, args.dataset.split
+    if (path is None) == (split is None):
+        raise NipConfigError("give exactly one of dataset.path=<file> and dataset.split=train|test")
+    if split is not None and split not in ("train", "test"):
+        raise NipConfigError(f"dataset.split must be train or test, got {split!r}")
     checkpoint_path = resolve_checkpoint_path(args.checkpoint)
+    name = f"split_{split}" if split is not None else Path(path).stem
     output = (
         Path(args.output).expanduser()
         if args.output
-        else checkpoint_path.parent / f"evaluation_{Path(args.dataset.path).stem}.json"
+        else checkpoint_path.parent / f"evaluation_{name}.json"
     )
     check_writable(output)
     state = load_checkpoint_file(checkpoint_path)
     hp = hyper_params_from_dict(state["hyper_params"])
     device = resolve_device(args.device)
     scenario = get_scenario(hp.scenario.name)
-    dataset = scenario.load_dataset_file(Path(args.dataset.path).expanduser())
+    if split is not None:
+        cache_dir = Path(str(hp.cache_dir)).expanduser()
+        train, test = scenario.build_datasets(hp.scenario, cache_dir)
+        dataset = train if split == "train" else test
+    else:
+        dataset = scenario.load_dataset_file(Path(path).expanduser())
     protocol_handler = build_protocol_handler(hp.protocol)
     # The stored settings decide the networks' size: refuse before allocating them.
     num_envs = min(len(dataset), MAX_EVAL_ENVS)
@@ -96,7 +128,7 @@ def evaluate(args: EvaluateArgs) -> dict[str, float]:
     policy.to(device).eval()
     if "solo_heads" in state:
         stats = evaluate_solo(state, hp, scenario, policy, dataset, device)
-        return _report(args, checkpoint_path, output, state, len(dataset), stats)
+        return _report(args, checkpoint_path, output, state, len(dataset), stats, scenario)
     env = add_episode_return(
         scenario.build_environment(
             dataset,
@@ -123,8 +155,10 @@ def evaluate(args: EvaluateArgs) -> dict[str, float]:
         ]
     merged = EpisodeResults.concatenate(results)
     strata = scenario.strata(dataset)
-    stats = episode_stats(merged, protocol_handler.agent_names, strata, prefix="")
-    return _report(args, checkpoint_path, output, state, len(dataset), stats)
+    stats = episode_stats(
+        merged, protocol_handler.agent_names, strata, prefix="", label_names=scenario.label_names
+    )
+    return _report(args, checkpoint_path, output, state, len(dataset), stats, scenario)
 
 
 def evaluate_solo(
@@ -135,8 +169,8 @@ def evaluate_solo(
     Returns
     -------
     dict
-        Per trained agent ``<agent>.accuracy`` / ``.loss``, accuracy by label and by WL score;
-        ``num_examples`` and ``isomorphic_fraction``; ``solo: True``.
+        Per trained agent ``<agent>.accuracy`` / ``.loss``, accuracy by label and by the
+        scenario's strata; ``num_examples`` and the label-1 share; ``solo: True``.
     """
     view = scenario.supervised_view(policy, dataset, hp.scenario, device=device)
     learning = tuple(
@@ -152,11 +186,12 @@ def evaluate_solo(
     return {"solo": True, **stats}
 
 
-def _report(args, checkpoint_path, output, state, num_pairs, stats) -> dict:
+def _report(args, checkpoint_path, output, state, num_pairs, stats, scenario) -> dict:
     """The evaluation's JSON report, written to ``output``; returned with its path."""
+    stats["chance_accuracy"] = chance_accuracy(stats[share_key(scenario.label_names)])
     report = {
         "checkpoint": str(checkpoint_path),
-        "dataset": str(args.dataset.path),
+        "dataset": str(args.dataset.path) if args.dataset.path else f"split={args.dataset.split}",
         "iteration": state["iteration"],
         "num_pairs": num_pairs,
         "num_passes": args.num_passes,
@@ -190,12 +225,11 @@ def check_writable(path: Path) -> None:
 
 
 def _print_solo(report: dict) -> None:
-    """Each solo agent's accuracy, overall and by label and WL score."""
+    """Each solo agent's accuracy, overall and by label and stratum."""
     agents = [k[: -len(".accuracy")] for k in report if k.endswith(".accuracy")]
-    share = report["isomorphic_fraction"]
     print(
-        f"solo accuracy over {report['num_pairs']} pairs (chance {max(share, 1 - share):.4f}: "
-        f"always answering the majority label):"
+        f"solo accuracy over {report['num_pairs']} examples (chance "
+        f"{report['chance_accuracy']:.4f}: always answering the majority label):"
     )
     for agent in agents:
         print(f"  {agent}: {report[f'{agent}.accuracy']:.4f}")

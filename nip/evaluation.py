@@ -27,7 +27,7 @@ class EpisodeResults:
     terminated : Tensor
         bool ``[E]``: the episode ran out of rounds.
     y : Tensor
-        long ``[E]``: 1 for isomorphic pairs.
+        long ``[E]``: the label (1: accepting is right).
     length : Tensor
         long ``[E]``: rounds played.
     reward : Tensor
@@ -117,8 +117,10 @@ def episode_stats(
     agent_names: tuple[str, ...],
     strata: dict[str, Tensor] | None = None,
     prefix: str = "test_",
+    *,
+    label_names: tuple[str, str],
 ) -> dict[str, float]:
-    """Accuracy overall, on isomorphic and non-isomorphic pairs and by WL score, and how
+    """Accuracy overall, on each label and on each stratum's values, and how
     episodes ended (see :func:`nip.stats.outcome_stats`).
 
     Parameters
@@ -133,11 +135,15 @@ def episode_stats(
         ``<prefix>accuracy_<name>_<value>``.
     prefix : str
         Prepended to every statistic's name.
+    label_names : tuple of str
+        The scenario's names of labels 0 and 1: ``<prefix>accuracy_<name>`` per label.
     """
     correct = results.correct.double()
-    stats = outcome_stats(results.decision, results.y, results.terminated, prefix)
+    stats = outcome_stats(
+        results.decision, results.y, results.terminated, prefix, label_names=label_names
+    )
     stats[f"{prefix}mean_episode_length"] = results.length.double().mean().item()
-    for label, name in ((1, "isomorphic"), (0, "non_isomorphic")):
+    for label, name in ((1, label_names[1]), (0, label_names[0])):
         mask = results.y == label
         if mask.any():
             stats[f"{prefix}accuracy_{name}"] = correct[mask].mean().item()

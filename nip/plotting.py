@@ -28,8 +28,11 @@ def _chance(rows: list[dict], key: str) -> float | None:
     return chance_accuracy(sum(shares) / len(shares)) if shares else None
 
 
-def metrics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Figure | None:
+def metrics_figure(metrics_path: Path, agent_names: tuple[str, ...], share: str) -> Figure | None:
     """The figure of a run's ``metrics.jsonl``, or ``None`` before the first iteration.
+
+    ``share`` names the statistic of the label-1 share (the scenario's, see
+    :func:`nip.stats.share_key`), from which chance is drawn.
 
     Left: the verifier's train accuracy, the test accuracy (tests during training and the
     final one, plotted at the number of completed iterations) and chance, the accuracy of
@@ -47,8 +50,8 @@ def metrics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Figure |
     if test:
         ax_acc.plot(*_series(test, "test_mean_accuracy"), "o-", label="test", color="C3")
     # Chance differs between the splits when their label shares do (small test sets).
-    train_chance = _chance(train, "isomorphic_fraction")
-    test_chance = _chance(test, "test_isomorphic_fraction")
+    train_chance = _chance(train, share)
+    test_chance = _chance(test, f"test_{share}")
     if None not in (train_chance, test_chance) and abs(train_chance - test_chance) >= 0.01:
         ax_acc.axhline(train_chance, ls="--", color="gray", label="chance (train)")
         ax_acc.axhline(test_chance, ls=":", color="gray", label="chance (test)")
@@ -78,7 +81,9 @@ def metrics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Figure |
     return fig
 
 
-def solo_metrics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Figure | None:
+def solo_metrics_figure(
+    metrics_path: Path, agent_names: tuple[str, ...], share: str
+) -> Figure | None:
     """The figure of a solo-agent run's ``metrics.jsonl``, or ``None`` before the first epoch.
 
     Left: each agent's accuracy on the epoch's training batches (solid), on the held-out
@@ -89,7 +94,7 @@ def solo_metrics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Fig
     epochs = [r for r in rows if "epoch" in r]
     if not epochs:
         return None
-    test = [r for r in rows if "test_isomorphic_fraction" in r]
+    test = [r for r in rows if f"test_{share}" in r]
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
     for i, agent in enumerate(agent_names):
         colour = f"C{i}"
@@ -101,9 +106,7 @@ def solo_metrics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Fig
             ax.plot(*_series(epochs, f"{agent}.heldout_{stat}"), "--", color=colour)
             if test:
                 ax.plot(*_series(test, f"{agent}.test_{stat}"), "o", color=colour)
-    chance = _chance(epochs, "heldout_isomorphic_fraction") or _chance(
-        epochs, "isomorphic_fraction"
-    )
+    chance = _chance(epochs, f"heldout_{share}") or _chance(epochs, share)
     if chance is not None:
         ax_acc.axhline(chance, ls=":", color="gray", label="chance")
     ax_acc.set(
@@ -119,13 +122,15 @@ def solo_metrics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Fig
 
 
 def plot_solo_metrics(
-    metrics_path: Path, out_path: Path, agent_names: tuple[str, ...]
+    metrics_path: Path, out_path: Path, agent_names: tuple[str, ...], share: str
 ) -> Path | None:
     """Write :func:`solo_metrics_figure` as a PNG (see :func:`plot_metrics`)."""
-    return _save(solo_metrics_figure(metrics_path, agent_names), out_path)
+    return _save(solo_metrics_figure(metrics_path, agent_names, share), out_path)
 
 
-def plot_metrics(metrics_path: Path, out_path: Path, agent_names: tuple[str, ...]) -> Path | None:
+def plot_metrics(
+    metrics_path: Path, out_path: Path, agent_names: tuple[str, ...], share: str
+) -> Path | None:
     """Write :func:`metrics_figure` as a PNG.
 
     Parameters
@@ -136,13 +141,15 @@ def plot_metrics(metrics_path: Path, out_path: Path, agent_names: tuple[str, ...
         Where to write the PNG.
     agent_names : tuple of str
         Agents whose returns to plot.
+    share : str
+        The statistic of the label-1 share (chance lines).
 
     Returns
     -------
     Path or None
         ``out_path``, or ``None`` if there were no training iterations to plot.
     """
-    return _save(metrics_figure(metrics_path, agent_names), out_path)
+    return _save(metrics_figure(metrics_path, agent_names, share), out_path)
 
 
 def _save(fig: Figure | None, out_path: Path) -> Path | None:

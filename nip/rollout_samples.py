@@ -54,7 +54,7 @@ def sample_episodes(
         samples.append(
             {
                 "datapoint_id": frame["datapoint_id"].item(),
-                "isomorphic": bool(frame["y"].item()),
+                "label": scenario.label_names[frame["y"].item()],
                 "decision": DECISIONS[decision.item()],
                 "length": length,
                 "returns": {a: returns[k].item() for k, a in enumerate(agents)},
@@ -73,14 +73,14 @@ def log_rollout_samples(run: Any, samples: list[dict[str, Any]], iteration: int)
         return
     agents = list(samples[0]["returns"])
     example_columns = list(samples[0]["example"])
-    columns = ["iteration", "datapoint_id", "isomorphic", "decision", "length"]
+    columns = ["iteration", "datapoint_id", "label", "decision", "length"]
     columns += [f"{a}_return" for a in agents] + ["transcript", *example_columns]
     table = wandb.Table(columns=columns)
     for s in samples:
         table.add_data(
             iteration,
             s["datapoint_id"],
-            s["isomorphic"],
+            s["label"],
             s["decision"],
             s["length"],
             *(s["returns"][a] for a in agents),

@@ -54,13 +54,25 @@ def decided_correctly(decision: Tensor, y: Tensor) -> Tensor:
     return decision == y
 
 
-def chance_accuracy(isomorphic_fraction: float) -> float:
-    """Accuracy of always giving the majority answer."""
-    return max(isomorphic_fraction, 1 - isomorphic_fraction)
+def chance_accuracy(positive_fraction: float) -> float:
+    """Accuracy of always giving the majority answer (``positive_fraction``: the share of
+    examples labelled 1)."""
+    return max(positive_fraction, 1 - positive_fraction)
+
+
+def share_key(label_names: tuple[str, str], prefix: str = "") -> str:
+    """The name of the statistic holding the share of label-1 examples, e.g.
+    ``test_isomorphic_fraction`` (chance accuracy is the larger of it and its complement)."""
+    return f"{prefix}{label_names[1]}_fraction"
 
 
 def outcome_stats(
-    decision: Tensor, y: Tensor, terminated: Tensor, prefix: str = ""
+    decision: Tensor,
+    y: Tensor,
+    terminated: Tensor,
+    prefix: str = "",
+    *,
+    label_names: tuple[str, str],
 ) -> dict[str, float]:
     """Accuracy and how episodes ended, one row per ended episode.
 
@@ -74,6 +86,8 @@ def outcome_stats(
         bool ``[E]``: the episode ran out of rounds.
     prefix : str
         Prepended to every name.
+    label_names : tuple of str
+        The scenario's names of labels 0 and 1 (GI: ``non_isomorphic``, ``isomorphic``).
 
     Returns
     -------
@@ -81,9 +95,9 @@ def outcome_stats(
         ``mean_accuracy`` / ``std_accuracy`` (an episode is correct only when the verifier
         decided and its decision equals the label), ``terminated_fraction``,
         ``accept_fraction`` and ``reject_fraction`` (shares of episodes in which the
-        verifier decided so), ``isomorphic_fraction`` (share of episodes where accepting is
-        right; chance accuracy is the larger of it and its complement) and
-        ``num_episodes``.
+        verifier decided so), ``<label 1>_fraction`` (e.g. ``isomorphic_fraction``: share
+        of episodes where accepting is right; chance accuracy is the larger of it and its
+        complement) and ``num_episodes``.
     """
     correct = decided_correctly(decision, y)
     stats = {}
@@ -91,7 +105,7 @@ def outcome_stats(
     stats[f"{prefix}terminated_fraction"] = _mean_std(terminated)[0]
     stats[f"{prefix}accept_fraction"] = _mean_std(decision == ACCEPT)[0]
     stats[f"{prefix}reject_fraction"] = _mean_std(decision == REJECT)[0]
-    stats[f"{prefix}isomorphic_fraction"] = _mean_std(y == 1)[0]
+    stats[share_key(label_names, prefix)] = _mean_std(y == 1)[0]
     stats[f"{prefix}num_episodes"] = float(decision.numel())
     return stats
 
@@ -100,6 +114,8 @@ def rollout_stats(
     rollouts: TensorDictBase,
     agent_names: tuple[str, ...],
     prefix: str = "",
+    *,
+    label_names: tuple[str, str],
 ) -> dict[str, float]:
     """Episode, accuracy, reward, value and entropy statistics of a ``[env, time]`` batch.
 
@@ -119,12 +135,15 @@ def rollout_stats(
         Agent order of the agent dimension.
     prefix : str
         Prepended to every statistic's name (``test_`` for the test loop).
+    label_names : tuple of str
+        The scenario's names of labels 0 and 1.
     """
     done = rollouts["next", "done"][..., 0]  # [B, S]
     reward = rollouts["next", "agents", "reward"][..., 0].float()  # [B, S, A]
     decision = rollouts["next", "verifier_decision"][done]  # [E]
     y = rollouts["y"][done]
-    stats = outcome_stats(decision, y, rollouts["next", "terminated"][..., 0][done], prefix)
+    terminated = rollouts["next", "terminated"][..., 0][done]
+    stats = outcome_stats(decision, y, terminated, prefix, label_names=label_names)
     correct = decided_correctly(decision, y)
     lengths = rollouts["next", "round"][done]
     stats[f"{prefix}mean_episode_length"] = _mean_std(lengths)[0]

@@ -41,6 +41,7 @@ from nip.cli import fail, guarded
 from nip.errors import NipCheckpointError, NipError
 from nip.metrics import MetricsFile
 from nip.run_lock import is_locked
+from nip.stats import share_key
 
 SUMMARY_FILE = "summary.csv"
 CURVES_FILE = "learning_curves.png"
@@ -90,6 +91,9 @@ class Job:
         Its training lines of ``metrics.jsonl``.
     test : list of dict
         Its test lines of ``metrics.jsonl``.
+    share : str or None
+        The statistic holding its scenario's label-1 share (``isomorphic_fraction`` for GI;
+        ``test_`` prefixed in test lines), or ``None`` when its config cannot be read.
     """
 
     name: str
@@ -98,6 +102,7 @@ class Job:
     status: str = FAILED
     detail: str = ""
     train: list[dict[str, Any]] = field(default_factory=list)
+    share: str | None = None
     test: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -344,7 +349,20 @@ def read_jobs(sweep_dir: Path) -> tuple[list[Job], int]:
         job.test = [r for r in rows if _is_test_line(r)]
         job.train = [r for r in rows if not _is_test_line(r) and "mean_accuracy" in r]
         job.status, job.detail = (RUNNING, "") if running else job_status(job)
+        job.share = _share_key(job.path)
     return jobs, unstarted
+
+
+def _share_key(job_dir: Path) -> str | None:
+    """The label-1 share statistic of the job's scenario (from its composed config)."""
+    from nip.scenarios import SCENARIO_REGISTRY
+
+    try:
+        config = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
+        scenario = SCENARIO_REGISTRY[config["scenario"]["name"]]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return share_key(scenario.label_names)
 
 
 # -- statistics ----------------------------------------------------------------------------
@@ -408,7 +426,7 @@ def job_stats(
     stats: dict[str, float | None] = {
         name: _number(final.get(key)) for name, key in TEST_STATS.items()
     }
-    share = _number(final.get("test_isomorphic_fraction"))
+    share = _number(final.get(f"test_{job.share}")) if job.share else None
     stats["chance_accuracy"] = None if share is None else max(share, 1 - share)
     last = job.train[-LAST_TRAIN_LINES:]
     stats[f"train_accuracy_last{LAST_TRAIN_LINES}"] = _mean_of(last, "mean_accuracy")
@@ -523,8 +541,14 @@ def _points(rows: Iterable[dict[str, Any]], key: str) -> list[tuple[int, float]]
     return [(i, v) for i, v in points if v is not None]
 
 
-def _chance_level(jobs: Iterable[Job], rows_of: str, key: str) -> float | None:
-    shares = [v for job in jobs for _, v in _points(getattr(job, rows_of), key)]
+def _chance_level(jobs: Iterable[Job], rows_of: str, prefix: str) -> float | None:
+    """Chance over the jobs' rows, from each job's own label-1 share statistic."""
+    shares = [
+        v
+        for job in jobs
+        if job.share
+        for _, v in _points(getattr(job, rows_of), f"{prefix}{job.share}")
+    ]
     if not shares:
         return None
     share = sum(shares) / len(shares)
@@ -560,10 +584,10 @@ def plot_learning_curves(summary: SweepSummary, out_path: Path) -> Path | None:
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharex=True, sharey=True)
     colours = plt.get_cmap("tab10" if len(summary.settings) <= 10 else "tab20")
     panels = (
-        (axes[0], "train", "mean_accuracy", "isomorphic_fraction", "-"),
-        (axes[1], "test", "test_mean_accuracy", "test_isomorphic_fraction", "o-"),
+        (axes[0], "train", "mean_accuracy", "", "-"),
+        (axes[1], "test", "test_mean_accuracy", "test_", "o-"),
     )
-    for ax, rows_of, key, share_key, style in panels:
+    for ax, rows_of, key, prefix, style in panels:
         chances = []
         for index, setting in enumerate(summary.settings):
             colour = colours(index % colours.N)
@@ -578,7 +602,7 @@ def plot_learning_curves(summary: SweepSummary, out_path: Path) -> Path | None:
                 marker = "o" if style == "o-" or len(x) < 20 else None
                 ax.plot(x, mean, "-", marker=marker, color=colour, label=label, markersize=3)
                 ax.fill_between(x, low, high, color=colour, alpha=0.2, linewidth=0)
-            chances.append((colour, _chance_level(setting.jobs, rows_of, share_key)))
+            chances.append((colour, _chance_level(setting.jobs, rows_of, prefix)))
         levels = [level for _, level in chances if level is not None]
         if levels and max(levels) - min(levels) < 0.01:
             ax.axhline(sum(levels) / len(levels), ls="--", color="gray", label="chance")

@@ -20,6 +20,8 @@ from nip.scenarios.graph_iso.environment import GraphIsoEnvironment
 from nip.stats import rollout_stats
 from tests.helpers import random_pairs
 
+GI_LABELS = ("non_isomorphic", "isomorphic")
+
 PROTOCOLS = {
     "nip": ProtocolConfig(),
     "debate": MultiProverProtocolConfig(name="debate"),
@@ -69,7 +71,7 @@ def test_training_statistics_count_only_real_decisions(name):
     env, handler = make_env(PROTOCOLS[name], num_envs=8, shuffle=True)
     rounds = handler.max_message_rounds
     never = env.rollout(3 * rounds, ScriptedVerifier(handler, "never"), break_when_any_done=False)
-    stats = rollout_stats(never, handler.agent_names)
+    stats = rollout_stats(never, handler.agent_names, label_names=GI_LABELS)
     assert stats["num_episodes"] == 8 * 3
     assert stats["mean_accuracy"] == 0.0
     assert stats["mean_datapoint_accuracy"] == 0.0
@@ -80,7 +82,7 @@ def test_training_statistics_count_only_real_decisions(name):
     first = env.rollout(
         3 * rounds, ScriptedVerifier(handler, "accept_first"), break_when_any_done=False
     )
-    stats = rollout_stats(first, handler.agent_names)
+    stats = rollout_stats(first, handler.agent_names, label_names=GI_LABELS)
     ended = first["next", "done"][..., 0]
     share_isomorphic = first["y"][ended].float().mean().item()
     assert 0 < share_isomorphic < 1
@@ -95,13 +97,13 @@ def test_training_statistics_count_only_real_decisions(name):
 def test_test_and_evaluation_count_only_real_decisions(name):
     env, handler = make_env(PROTOCOLS[name], num_envs=16, shuffle=False)
     never = run_episodes(env, ScriptedVerifier(handler, "never"), NUM_PAIRS)
-    stats = episode_stats(never, handler.agent_names)
+    stats = episode_stats(never, handler.agent_names, label_names=GI_LABELS)
     assert stats["test_mean_accuracy"] == 0.0
     assert stats["test_terminated_fraction"] == 1.0
     assert stats["test_accuracy_isomorphic"] == 0.0
 
     first = run_episodes(env, ScriptedVerifier(handler, "accept_first"), NUM_PAIRS)
-    stats = episode_stats(first, handler.agent_names)
+    stats = episode_stats(first, handler.agent_names, label_names=GI_LABELS)
     assert stats["test_mean_accuracy"] == 0.5
     assert stats["test_accuracy_isomorphic"] == 1.0
     assert stats["test_accuracy_non_isomorphic"] == 0.0

@@ -254,16 +254,8 @@ def test_solo_agent_sigkill_then_resume_and_evaluate(tmp_path):
     assert metrics(killed) == metrics(straight)
 
     final = metrics(killed)[-1]
-    from nip.scenarios.graph_iso.config import GraphIsoScenarioConfig
-    from nip.scenarios.graph_iso.dataset import build_datasets
-
     # nip.evaluate on the run's own test split reproduces the run's final test figures.
-    scenario = GraphIsoScenarioConfig(num_train_pairs=200, num_test_pairs=50)
-    _, test = build_datasets(scenario, cache)
-    from nip.scenarios.graph_iso.dataset import save_pairs_file
-
-    save_pairs_file(test, tmp_path / "test.pt")
-    result = nip("nip.evaluate", f"checkpoint={killed}", f"dataset.path={tmp_path / 'test.pt'}")
+    result = nip("nip.evaluate", f"checkpoint={killed}", "dataset.split=test")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for agent in ("prover", "verifier"):

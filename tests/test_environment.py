@@ -158,7 +158,7 @@ def test_turn_masks_adp():
 def test_data_cycler_refuses_an_empty_dataset():
     import pytest
 
-    from nip.scenarios.graph_iso.environment import DataCycler
+    from nip.environment import DataCycler
 
     with pytest.raises(ValueError, match="at least one item"):
         DataCycler(0, torch.Generator())

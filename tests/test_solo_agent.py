@@ -33,6 +33,7 @@ class ScriptedView:
         self.device = torch.device("cpu")
         self.policy = nn.Identity()
         self.strata = strata or {}
+        self.label_names = ("non_isomorphic", "isomorphic")
         self._logits = torch.tensor(logits)
 
     def __len__(self):

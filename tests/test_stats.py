@@ -7,6 +7,8 @@ from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
 from nip.stats import _grouped_mean, _mean_std
 
+GI_LABELS = ("non_isomorphic", "isomorphic")
+
 
 def test_grouped_mean_per_group():
     values = torch.tensor([1.0, 2.0, 3.0, 5.0, 4.0])
@@ -60,7 +62,7 @@ def test_episode_return_spans_collection_batches():
     collector.shutdown()
     assert not first["next", "done"].any()
     assert second["next", "done"][:, 2].all()  # round 7 ends both episodes
-    stats = rollout_stats(second, handler.agent_names)
+    stats = rollout_stats(second, handler.agent_names, label_names=GI_LABELS)
     assert stats["num_episodes"] == 2
     assert stats["verifier.mean_episode_reward"] == pytest.approx(-0.8)
     assert stats["prover.mean_episode_reward"] == 0.0

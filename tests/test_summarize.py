@@ -43,7 +43,7 @@ def write_job(
     # As nip/run_files.py writes them.
     (hydra / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
     trainer = trainer or {"name": "ppo", "num_iterations": num_iterations}
-    config = {"seed": 0, "trainer": trainer}
+    config = {"seed": 0, "trainer": trainer, "scenario": {"name": "graph_iso"}}
     (hydra / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
     lines = [*train, *tests]
     (job / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in lines))

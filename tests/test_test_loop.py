@@ -60,7 +60,9 @@ def test_tests_during_training_leave_training_unchanged(tmp_path):
     # The test-accuracy curve is in the plot.
     from nip.plotting import metrics_figure
 
-    figure = metrics_figure(tmp_path / "tested" / "metrics.jsonl", ("prover", "verifier"))
+    figure = metrics_figure(
+        tmp_path / "tested" / "metrics.jsonl", ("prover", "verifier"), "isomorphic_fraction"
+    )
     labels = [line.get_label() for ax in figure.axes for line in ax.get_lines()]
     assert "test" in labels and any(label.startswith("chance") for label in labels)
 

@@ -147,6 +147,9 @@ def science_dict(hyper_params: HyperParameters) -> dict[str, Any]:
     # Fields of the trainer that may change on resumption (the length of training, ...).
     for key in type(hyper_params.trainer).EXTENSIBLE_FIELDS:
         d["trainer"].pop(key, None)
+    # Scenario settings that say where things are, not what is computed (a data directory).
+    for key in getattr(type(hyper_params.scenario), "RUNTIME_FIELDS", ()):
+        d["scenario"].pop(key, None)
     return d
 
 

@@ -57,7 +57,8 @@ class PpoTrainerConfig:
         Share one body between each agent's policy and value heads.
     pretrain_agents : bool
         Before RL, train each agent's policy body with a supervised head to classify the
-        training pairs (isomorphic or not) from the graphs alone; cached by hyper-parameters.
+        training data (label 1 or 0) from the example alone, before any message; cached by
+        hyper-parameters.
     pretrain_epochs, pretrain_batch_size, pretrain_lr : int, int, float
         Settings of that supervised pretraining.
     """

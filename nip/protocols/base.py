@@ -198,7 +198,7 @@ class ProtocolHandler(ABC):
         decision : Tensor
             long ``[..., agent]``: 0 reject, 1 accept, 2 continue (only verifiers' count).
         y : Tensor
-            long ``[...]``: 1 if the pair is isomorphic (the right decision is accept).
+            long ``[...]``: the label: 1 if the right decision is accept.
         done, terminated : Tensor
             bool ``[...]``: incoming flags.
         agent_done : Tensor

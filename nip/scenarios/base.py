@@ -38,6 +38,8 @@ class Scenario(ABC):
 
     # The schema of ``conf/scenario/<name>.yaml`` (registered as ``<name>_schema``).
     config_schema: ClassVar[type]
+    # Names of labels 0 and 1 in statistics (``accuracy_<name>``, ``<label 1>_fraction``).
+    label_names: ClassVar[tuple[str, str]]
     # Observation keys the combined policy and value modules read, in their argument order.
     policy_in_keys: ClassVar[tuple[str, ...]]
     value_in_keys: ClassVar[tuple[str, ...]]

@@ -35,7 +35,7 @@ from nip.operators import (
 )
 from nip.plotting import plot_metrics
 from nip.rollout_samples import log_rollout_samples, sample_episodes
-from nip.stats import chance_accuracy, rollout_stats
+from nip.stats import chance_accuracy, rollout_stats, share_key
 from nip.trainers.checkpointed import CheckpointedTrainer, resident_memory_mb
 from nip.trainers.param_freezer import ParamGroupFreezer
 from nip.trainers.supervised import pretrain_policy_bodies
@@ -353,7 +353,10 @@ class TensorDictRlTrainer(CheckpointedTrainer):
 
     def _plot(self) -> None:
         plot_metrics(
-            self.metrics.path, self.settings.run_dir / "training_curves.png", self.agent_names
+            self.metrics.path,
+            self.settings.run_dir / "training_curves.png",
+            self.agent_names,
+            share_key(self.scenario.label_names),
         )
 
     def _test_and_log(self) -> dict[str, float]:
@@ -370,7 +373,7 @@ class TensorDictRlTrainer(CheckpointedTrainer):
 
     def _summary(self, test_stats: dict[str, float]) -> str:
         """One line for the end of the run: test accuracy against chance, and outcomes."""
-        chance = chance_accuracy(test_stats["test_isomorphic_fraction"])
+        chance = chance_accuracy(test_stats[share_key(self.scenario.label_names, "test_")])
         return (
             f"test accuracy {test_stats['test_mean_accuracy']:.3f} "
             f"(chance {chance:.3f}: always answering the majority label); "
@@ -664,7 +667,9 @@ class TensorDictRlTrainer(CheckpointedTrainer):
         """
         updated = self.learning_agents if updated is None else updated
         prefix = "" if train else "test_"
-        stats = rollout_stats(rollouts, self.agent_names, prefix=prefix)
+        stats = rollout_stats(
+            rollouts, self.agent_names, prefix=prefix, label_names=self.scenario.label_names
+        )
         for name, random in zip(self.agent_names, self.random_agents, strict=True):
             if random:  # no critic: its values (constant 0) and advantages mean nothing
                 for key in CRITIC_STATS:
@@ -716,6 +721,12 @@ class TensorDictRlTrainer(CheckpointedTrainer):
                 iteration_context.step()
         merged = EpisodeResults.concatenate(results)
         strata = self.scenario.strata(dataset)
-        stats = episode_stats(merged, self.agent_names, strata, prefix="test_")
+        stats = episode_stats(
+            merged,
+            self.agent_names,
+            strata,
+            prefix="test_",
+            label_names=self.scenario.label_names,
+        )
         stats["test_greedy"] = t.test_greedy
         return stats

@@ -18,6 +18,7 @@ import torch
 
 from nip.checkpointing import restore_rng_state
 from nip.plotting import plot_solo_metrics
+from nip.stats import share_key
 from nip.trainers.checkpointed import CheckpointedTrainer, resident_memory_mb
 from nip.trainers.registry import TRAINER_REGISTRY
 from nip.trainers.supervised import SoloClassifiers, classification_stats, epoch_order
@@ -173,7 +174,7 @@ class SoloAgentTrainer(CheckpointedTrainer):
                 stats[f"{name}.loss"] = values["loss"]
                 stats[f"{name}.accuracy"] = values["accuracy"]
             labels = self.train_view.labels(self.train_indices.to(self.device))
-            stats["isomorphic_fraction"] = labels.double().mean().item()
+            stats[share_key(self.scenario.label_names)] = labels.double().mean().item()
             if len(self.heldout_indices):
                 stats.update(self._measure(self.train_view, self.heldout_indices, "heldout_"))
             stats.update(
@@ -207,12 +208,15 @@ class SoloAgentTrainer(CheckpointedTrainer):
 
     def _plot(self) -> None:
         plot_solo_metrics(
-            self.metrics.path, self.settings.run_dir / "training_curves.png", self.agent_names
+            self.metrics.path,
+            self.settings.run_dir / "training_curves.png",
+            self.agent_names,
+            share_key(self.scenario.label_names),
         )
 
     def _summary(self, test_stats: dict[str, float]) -> str:
         """One line for the end of the run: each agent's test accuracy against chance."""
-        share = test_stats["test_isomorphic_fraction"]
+        share = test_stats[share_key(self.scenario.label_names, "test_")]
         accuracies = ", ".join(
             f"{name} {test_stats[f'{name}.test_accuracy']:.3f}" for name in self.classifiers.trained
         )

@@ -10,6 +10,7 @@ accuracy and a final test; RL trainers run it before RL with ``trainer.pretrain_
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nip.checkpointing import atomic_torch_save
+from nip.stats import share_key
 from nip.utils.seeding import derive_seed
 
 log = logging.getLogger("nip")
@@ -43,7 +45,7 @@ class SoloClassifiers(nn.Module):
 
     Parameters
     ----------
-    view : GraphIsoSupervisedView
+    view : SupervisedView
         The scenario's supervised view of a dataset (the bodies, inputs and labels).
     agent_names : tuple of str
         All agents, in the protocol's order.
@@ -187,9 +189,9 @@ def classification_stats(
     """Each agent's loss and accuracy on examples ``idx`` of ``view`` (in evaluation mode).
 
     Keys: ``<agent>.<prefix>loss``, ``<agent>.<prefix>accuracy``, accuracy on each label
-    (``<agent>.<prefix>accuracy_isomorphic`` / ``_non_isomorphic``) and, for each named
-    stratum (e.g. ``wl_score``), on each of its values (``..._wl_score_2``); and the label
-    share ``<prefix>isomorphic_fraction`` and ``<prefix>num_examples``.
+    (``<agent>.<prefix>accuracy_<label name>``, e.g. ``_isomorphic``) and, for each named
+    stratum (e.g. ``wl_score``), on each of its values (``..._wl_score_2``); and the share of
+    label 1 ``<prefix><label 1 name>_fraction`` and ``<prefix>num_examples``.
     """
     was_training = classifiers.training
     classifiers.eval()
@@ -203,9 +205,10 @@ def classification_stats(
     loss, correct = loss.double().cpu(), correct.double().cpu()
     stats: dict[str, float] = {
         f"{prefix}num_examples": float(len(idx)),
-        f"{prefix}isomorphic_fraction": y.double().mean().item() if len(idx) else float("nan"),
+        share_key(view.label_names, prefix): y.double().mean().item() if len(idx) else math.nan,
     }
-    masks = {"isomorphic": y == 1, "non_isomorphic": y == 0}
+    negative, positive = view.label_names
+    masks = {positive: y == 1, negative: y == 0}
     for key, values in (strata or {}).items():
         values = values[idx.cpu()]
         for value in torch.unique(values[values >= 0]).tolist():

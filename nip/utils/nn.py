@@ -126,13 +126,14 @@ def mlp(d_in: int, d_hidden: int, d_out: int, num_layers: int, activation: str) 
 
 
 def orthogonal_init_(module: nn.Module, gain: float = 1.0) -> None:
-    """Orthogonally initialise every ``nn.Linear`` in ``module`` (zero bias), in place.
+    """Orthogonally initialise every ``nn.Linear`` and ``nn.Conv2d`` in ``module`` (zero
+    bias), in place (a convolution's kernel as a matrix of output channels by inputs).
 
     Submodules that fuse several projections into one weight (``SelfAttention``) initialise
     each block as its own orthogonal matrix afterwards.
     """
     for m in module.modules():
-        if isinstance(m, nn.Linear):
+        if isinstance(m, nn.Linear | nn.Conv2d):
             nn.init.orthogonal_(m.weight, gain=gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)

@@ -10,25 +10,24 @@ message size (positions), ``N`` max nodes per graph, ``A`` agents, ``d`` represe
 Leading batch dims ``*B`` are arbitrary; they are flattened internally.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nip.agents import CombinedPolicy as SharedCombinedPolicy
+from nip.agents import CombinedValue as SharedCombinedValue
+from nip.agents import parameter_groups as shared_parameter_groups
+from nip.agents import seeded, visible_channels
 from nip.protocols.base import ProtocolHandler
 from nip.scenarios.base import agent_config
 from nip.scenarios.graph_iso.config import GraphIsoAgentConfig, GraphIsoScenarioConfig
 from nip.utils.nn import (
-    MASKED_LOGIT,
     NEG_INF,
     TransformerEncoderLayer,
     activation_module,
     mlp,
     orthogonal_init_,
 )
-from nip.utils.seeding import derive_seed
 
 
 # ------------------------------------------------------------------------------------------
@@ -186,7 +185,7 @@ class GraphIsoAgentBody(nn.Module):
         node_mask: Tensor,
         round: Tensor,
         *,
-        need_nodes: bool = True,
+        need_items: bool = True,
     ) -> tuple[Tensor, Tensor | None]:
         """Compute the representations.
 
@@ -202,7 +201,7 @@ class GraphIsoAgentBody(nn.Module):
             bool ``[*B, 2, N]``.
         round : Tensor
             long ``[*B]``.
-        need_nodes : bool
+        need_items : bool
             Compute ``node_repr``. Without it (value heads only read ``graph_repr``) the last
             transformer layer runs only for the two pooled tokens, which gives the same
             ``graph_repr`` for a fraction of the cost.
@@ -212,7 +211,7 @@ class GraphIsoAgentBody(nn.Module):
         graph_repr : Tensor
             float ``[*B, 2, d]``.
         node_repr : Tensor or None
-            float ``[*B, 2, N, d]``; None unless ``need_nodes``.
+            float ``[*B, 2, N, d]``; None unless ``need_items``.
         """
         batch_shape = round.shape
         n = self.max_nodes
@@ -254,15 +253,15 @@ class GraphIsoAgentBody(nn.Module):
             bias = graph_pair_attention_bias(self.attention_allowed, node_mask)
             last = len(self.transformer) - 1
             for i, layer in enumerate(self.transformer):
-                tokens = layer(tokens, bias, None if need_nodes or i < last else 2)
-        if not need_nodes:
+                tokens = layer(tokens, bias, None if need_items or i < last else 2)
+        if not need_items:
             tokens = tokens[:, :2]
 
         # 8. Final projection and split.
         out = self.representation_encoder(tokens)
         d = out.shape[-1]
         graph_repr = out[:, :2].reshape(*batch_shape, 2, d)
-        if not need_nodes:
+        if not need_items:
             return graph_repr, None
         node_repr = out[:, 2:].reshape(*batch_shape, 2, n, d)
         return graph_repr, node_repr
@@ -386,19 +385,6 @@ class GraphIsoValueHead(nn.Module):
 # ------------------------------------------------------------------------------------------
 # Combined multi-agent modules
 # ------------------------------------------------------------------------------------------
-@contextmanager
-def _seeded(seed: int, *names: object) -> Iterator[None]:
-    """Run the block in a forked RNG seeded with ``derive_seed(seed, *names)``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, *names))
-        yield
-
-
-def _visible_channels(protocol_handler: ProtocolHandler) -> list[list[int]]:
-    vis = protocol_handler.agent_channel_visibility
-    return [torch.nonzero(vis[a]).flatten().tolist() for a in range(protocol_handler.num_agents)]
-
-
 def build_bodies(
     protocol_handler: ProtocolHandler,
     scenario_cfg: GraphIsoScenarioConfig,
@@ -431,11 +417,11 @@ def build_bodies(
     """
     bodies = nn.ModuleDict()
     for name, vis in zip(
-        protocol_handler.agent_names, _visible_channels(protocol_handler), strict=True
+        protocol_handler.agent_names, visible_channels(protocol_handler), strict=True
     ):
         if agent_config(protocol_handler, scenario_cfg, name).random:
             continue  # a random agent has no network
-        with _seeded(seed, name, role):
+        with seeded(seed, name, role):
             body = GraphIsoAgentBody(
                 agent_config(protocol_handler, scenario_cfg, name),
                 d_representation=scenario_cfg.d_representation,
@@ -449,46 +435,12 @@ def build_bodies(
     return bodies
 
 
-class _CombinedBase(nn.Module):
-    """Shared plumbing: per-agent visible channel indices and running a body on its view."""
+class CombinedPolicy(SharedCombinedPolicy):
+    """All GI agents' policies, stacked along an agent dimension.
 
-    def __init__(self, protocol_handler: ProtocolHandler, bodies: nn.ModuleDict):
-        super().__init__()
-        self.protocol_handler = protocol_handler
-        self.agent_names = tuple(protocol_handler.agent_names)
-        self.num_channels = protocol_handler.num_channels
-        self.bodies = bodies
-        self._all_visible: list[bool] = []
-        for a, vis in enumerate(_visible_channels(protocol_handler)):
-            self._all_visible.append(len(vis) == self.num_channels)
-            self.register_buffer(f"_vis_index_{a}", torch.tensor(vis), persistent=False)
-
-    def _vis_index(self, a: int) -> Tensor:
-        return getattr(self, f"_vis_index_{a}")
-
-    def _select_channels(self, a: int, t: Tensor, dim: int) -> Tensor:
-        """``t`` restricted to agent ``a``'s visible channels along ``dim`` (no copy if all)."""
-        if self._all_visible[a]:
-            return t
-        return t.index_select(dim, self._vis_index(a))
-
-    def _run_body(
-        self, a: int, x, message, adjacency, node_mask, round, need_nodes: bool
-    ) -> tuple[Tensor, Tensor | None]:
-        body = self.bodies[self.agent_names[a]]
-        # Flat batch: channel dim is 2 in x [B, T, C, P, 2, N] and 1 in message [B, C, P, 2, N].
-        return body(
-            self._select_channels(a, x, 2),
-            self._select_channels(a, message, 1),
-            adjacency,
-            node_mask,
-            round,
-            need_nodes=need_nodes,
-        )
-
-
-class CombinedPolicy(_CombinedBase):
-    """All agents' policies, stacked along an agent dimension.
+    ``forward(x, message, message_history, adjacency, node_mask, round)`` (see
+    :class:`nip.agents.CombinedPolicy`); item ``k`` of the ``2N`` is node ``k % N`` of graph
+    ``k // N``.
 
     Parameters
     ----------
@@ -515,33 +467,30 @@ class CombinedPolicy(_CombinedBase):
         *,
         seed: int = 0,
     ):
-        super().__init__(protocol_handler, bodies)
-        self.max_nodes = max_nodes
-        self.message_size = scenario_cfg.message_size
-        self.verifier_index = protocol_handler.verifier_index
-        self.is_prover = [n in protocol_handler.prover_names for n in self.agent_names]
-        self.is_random = [
-            agent_config(protocol_handler, scenario_cfg, n).random for n in self.agent_names
-        ]
-        self.heads = nn.ModuleDict()
-        for a, name in enumerate(self.agent_names):
-            if self.is_random[a]:
+        heads = nn.ModuleDict()
+        for name, vis in zip(
+            protocol_handler.agent_names, visible_channels(protocol_handler), strict=True
+        ):
+            cfg = agent_config(protocol_handler, scenario_cfg, name)
+            if cfg.random:
                 continue
-            with _seeded(seed, name, "policy_head"):
+            with seeded(seed, name, "policy_head"):
                 head = GraphIsoPolicyHead(
-                    agent_config(protocol_handler, scenario_cfg, name),
+                    cfg,
                     is_verifier=protocol_handler.has_decider(name),
                     d_representation=scenario_cfg.d_representation,
                     max_message_rounds=protocol_handler.max_message_rounds,
-                    num_visible_channels=len(self._vis_index(a)),
+                    num_visible_channels=len(vis),
                     message_size=scenario_cfg.message_size,
                     max_nodes=max_nodes,
                 )
                 orthogonal_init_(head)
-            self.heads[name] = head
+            heads[name] = head
+        super().__init__(protocol_handler, bodies, heads, (2, max_nodes), scenario_cfg.message_size)
+        self.max_nodes = max_nodes
 
-    def _allowed_nodes(
-        self, a: int, message_history: Tensor, node_mask: Tensor, round: Tensor
+    def allowed_items(
+        self, a: int, message_history: Tensor, example: tuple[Tensor, ...], round: Tensor
     ) -> Tensor:
         """bool ``[B, Cv, 2N]``: nodes agent ``a`` may select in each visible channel.
 
@@ -554,6 +503,7 @@ class CombinedPolicy(_CombinedBase):
         (e.g. with the verifier and with the adversarial verifier under zero knowledge), so
         each gets its own rule.
         """
+        _, node_mask = example
         b = round.shape[0]
         num_visible = len(self._vis_index(a))
         flat_mask = node_mask.reshape(b, 1, -1)
@@ -570,86 +520,11 @@ class CombinedPolicy(_CombinedBase):
         graph_ok = torch.stack([~pick_b, pick_b], dim=-1)  # [B, Cv, 2]
         return (graph_ok.unsqueeze(-1) & node_mask.unsqueeze(1)).reshape(b, num_visible, -1)
 
-    def forward(
-        self,
-        x: Tensor,
-        message: Tensor,
-        message_history: Tensor,
-        adjacency: Tensor,
-        node_mask: Tensor,
-        round: Tensor,
-    ) -> tuple[Tensor, Tensor]:
-        """Run every agent's policy.
 
-        Which of the sampled actions reach the environment is the environment's business (it
-        publishes ``("agents", "node_active")`` and ``("agents", "decision_active")``).
+class CombinedValue(SharedCombinedValue):
+    """All GI agents' value estimates, stacked along an agent dimension.
 
-        Parameters
-        ----------
-        x : Tensor
-            float ``[*B, T, C, P, 2, N]``: normalised message history.
-        message : Tensor
-            float ``[*B, C, P, 2, N]``: previous round's normalised message.
-        message_history : Tensor
-            float ``[*B, T, C, P, 2, N]``: raw one-hot message history.
-        adjacency : Tensor
-            bool ``[*B, 2, N, N]``.
-        node_mask : Tensor
-            bool ``[*B, 2, N]``.
-        round : Tensor
-            long ``[*B]``.
-
-        Returns
-        -------
-        main_message_logits : Tensor
-            float ``[*B, A, C, P, 2N]``; ``MASKED_LOGIT`` for invisible channels, non-existent
-            nodes and (provers) the graph they may not answer in.
-        decision_logits : Tensor
-            float ``[*B, A, 3]``; zeros for agents without a decider.
-        """
-        batch_shape = round.shape
-        n = self.max_nodes
-        t, c, p = x.shape[-5:-2]
-        x = x.reshape(-1, t, c, p, 2, n)
-        b = x.shape[0]
-        message = message.reshape(b, c, p, 2, n)
-        message_history = message_history.reshape(b, t, c, p, 2, n)
-        adjacency = adjacency.reshape(b, 2, n, n)
-        node_mask = node_mask.reshape(b, 2, n)
-        flat_round = round.reshape(b)
-
-        node_logits, decision_logits = [], []
-        for a in range(len(self.agent_names)):
-            if self.is_random[a]:
-                # Equal logits: uniform over the allowed nodes once masked, and over the
-                # decisions (which the environment restricts to the decision window).
-                logits = x.new_zeros(b, len(self._vis_index(a)), p, 2 * n)
-                decision = x.new_zeros(b, 3)
-            else:
-                graph_repr, node_repr = self._run_body(
-                    a, x, message, adjacency, node_mask, flat_round, need_nodes=True
-                )
-                head = self.heads[self.agent_names[a]]
-                logits, decision = head(graph_repr, node_repr, flat_round)
-            allowed = self._allowed_nodes(a, message_history, node_mask, flat_round)
-            logits = logits.masked_fill(~allowed[:, :, None, :], MASKED_LOGIT)
-            if not self._all_visible[a]:
-                full = logits.new_full((b, c, p, 2 * n), MASKED_LOGIT)
-                logits = full.index_copy(1, self._vis_index(a), logits)
-            node_logits.append(logits)
-            decision_logits.append(decision)
-
-        main_message_logits = torch.stack(node_logits, dim=1).reshape(
-            *batch_shape, len(self.agent_names), c, p, 2 * n
-        )
-        decision_logits_t = torch.stack(decision_logits, dim=1).reshape(
-            *batch_shape, len(self.agent_names), 3
-        )
-        return main_message_logits, decision_logits_t
-
-
-class CombinedValue(_CombinedBase):
-    """All agents' value estimates, stacked along an agent dimension.
+    ``forward(x, message, adjacency, node_mask, round) -> [*B, A, 1]``.
 
     Parameters
     ----------
@@ -675,66 +550,21 @@ class CombinedValue(_CombinedBase):
         *,
         seed: int = 0,
     ):
-        super().__init__(protocol_handler, bodies)
-        self.max_nodes = max_nodes
-        self.value_heads = nn.ModuleDict()
-        self.is_random = [
-            agent_config(protocol_handler, scenario_cfg, n).random for n in self.agent_names
-        ]
-        for name, random in zip(self.agent_names, self.is_random, strict=True):
-            if random:
+        value_heads = nn.ModuleDict()
+        for name in protocol_handler.agent_names:
+            cfg = agent_config(protocol_handler, scenario_cfg, name)
+            if cfg.random:
                 continue  # no critic: its value is 0 (it does not learn from advantages)
-            with _seeded(seed, name, "value_head"):
+            with seeded(seed, name, "value_head"):
                 head = GraphIsoValueHead(
-                    agent_config(protocol_handler, scenario_cfg, name),
+                    cfg,
                     d_representation=scenario_cfg.d_representation,
                     max_message_rounds=protocol_handler.max_message_rounds,
                 )
                 orthogonal_init_(head)
-            self.value_heads[name] = head
-
-    def forward(
-        self, x: Tensor, message: Tensor, adjacency: Tensor, node_mask: Tensor, round: Tensor
-    ) -> Tensor:
-        """Run every agent's value head.
-
-        Parameters
-        ----------
-        x : Tensor
-            float ``[*B, T, C, P, 2, N]``.
-        message : Tensor
-            float ``[*B, C, P, 2, N]``.
-        adjacency : Tensor
-            bool ``[*B, 2, N, N]``.
-        node_mask : Tensor
-            bool ``[*B, 2, N]``.
-        round : Tensor
-            long ``[*B]``.
-
-        Returns
-        -------
-        Tensor
-            float ``[*B, A, 1]``.
-        """
-        batch_shape = round.shape
-        n = self.max_nodes
-        t, c, p = x.shape[-5:-2]
-        x = x.reshape(-1, t, c, p, 2, n)
-        b = x.shape[0]
-        message = message.reshape(b, c, p, 2, n)
-        adjacency = adjacency.reshape(b, 2, n, n)
-        node_mask = node_mask.reshape(b, 2, n)
-        flat_round = round.reshape(b)
-        values = []
-        for a, name in enumerate(self.agent_names):
-            if self.is_random[a]:
-                values.append(x.new_zeros(b))
-                continue
-            graph_repr, _ = self._run_body(
-                a, x, message, adjacency, node_mask, flat_round, need_nodes=False
-            )
-            values.append(self.value_heads[name](graph_repr, flat_round))
-        return torch.stack(values, dim=-1).reshape(*batch_shape, len(self.agent_names), 1)
+            value_heads[name] = head
+        super().__init__(protocol_handler, bodies, value_heads, (2, max_nodes))
+        self.max_nodes = max_nodes
 
 
 def build_combined_agents(
@@ -763,6 +593,14 @@ def build_combined_agents(
 # ------------------------------------------------------------------------------------------
 # Optimizer parameter groups
 # ------------------------------------------------------------------------------------------
+def split_gnn(body: GraphIsoAgentBody, cfg: GraphIsoAgentConfig, role: str) -> list:
+    """A GI body's parts: its GNN (factor ``gnn_lr_factor.<role>``) and the rest."""
+    gnn = list(body.gnn.parameters())
+    gnn_ids = {id(q) for q in gnn}
+    rest = [q for q in body.parameters() if id(q) not in gnn_ids]
+    return [("gnn", gnn, getattr(cfg.gnn_lr_factor, role)), ("body", rest, 1.0)]
+
+
 def parameter_groups(
     policy: CombinedPolicy,
     value: CombinedValue,
@@ -772,7 +610,8 @@ def parameter_groups(
 ) -> list[dict]:
     """Optimizer parameter groups with per-agent, per-part learning rates.
 
-    For agent ``name`` with config ``cfg`` (prover or verifier architecture), writing
+    As :func:`nip.agents.parameter_groups`, with the GNN as a body part of its own. For
+    agent ``name`` with config ``cfg`` (prover or verifier architecture), writing
     ``ag, bd, gn`` for ``cfg.agent_lr_factor``, ``cfg.body_lr_factor``, ``cfg.gnn_lr_factor``:
 
     ===============  ===================================  =================================
@@ -786,59 +625,13 @@ def parameter_groups(
     ``critic_head``  ``value.value_heads[name]``          ag.critic
     ===============  ===================================  =================================
 
-    A shared body appears once, in the actor groups. Groups with lr 0 are left out and their
-    parameters frozen (``requires_grad_(False)``); empty groups are left out. A ``frozen``
-    agent has no groups (all its parameters are frozen), a ``random`` one no parameters.
-
     Returns
     -------
     list of dict
         ``{"params": [...], "lr": float, "name": "<agent>.<group>"}``.
     """
-    groups: list[dict] = []
-    seen: set[int] = set()
-
-    def add(name: str, part: str, params: list[nn.Parameter], lr: float) -> None:
-        params = [q for q in params if id(q) not in seen]
-        seen.update(id(q) for q in params)
-        if not params:
-            return
-        if lr == 0:
-            for q in params:
-                q.requires_grad_(False)
-            return
-        groups.append({"params": params, "lr": float(lr), "name": f"{name}.{part}"})
-
-    def body_parts(body: GraphIsoAgentBody) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        gnn = list(body.gnn.parameters())
-        gnn_ids = {id(q) for q in gnn}
-        return gnn, [q for q in body.parameters() if id(q) not in gnn_ids]
-
-    for name in protocol_handler.agent_names:
-        cfg = agent_config(protocol_handler, scenario_cfg, name)
-        if cfg.random:
-            continue  # no parameters
-        if cfg.frozen:
-            # Out of the optimizer and of autograd: no gradient, no clipping share, no Adam
-            # state; the parameters keep their values.
-            for module in (
-                policy.bodies[name],
-                policy.heads[name],
-                value.bodies[name],
-                value.value_heads[name],
-            ):
-                module.requires_grad_(False)
-            continue
-        ag, bd, gn = cfg.agent_lr_factor, cfg.body_lr_factor, cfg.gnn_lr_factor
-        actor_lr = base_lr * ag.actor
-        critic_lr = base_lr * ag.critic
-        gnn, rest = body_parts(policy.bodies[name])
-        add(name, "actor_gnn", gnn, actor_lr * bd.actor * gn.actor)
-        add(name, "actor_body", rest, actor_lr * bd.actor)
-        add(name, "actor_head", list(policy.heads[name].parameters()), actor_lr)
-        # A shared body's parameters were already placed; `add` skips them.
-        gnn, rest = body_parts(value.bodies[name])
-        add(name, "critic_gnn", gnn, critic_lr * bd.critic * gn.critic)
-        add(name, "critic_body", rest, critic_lr * bd.critic)
-        add(name, "critic_head", list(value.value_heads[name].parameters()), critic_lr)
-    return groups
+    configs = {
+        name: agent_config(protocol_handler, scenario_cfg, name)
+        for name in protocol_handler.agent_names
+    }
+    return shared_parameter_groups(policy, value, configs, base_lr, split_gnn)

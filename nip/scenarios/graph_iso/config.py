@@ -2,13 +2,7 @@
 
 from dataclasses import dataclass, field
 
-
-@dataclass
-class LrFactors:
-    """Learning-rate multipliers for an agent's actor (policy) and critic (value) parameters."""
-
-    actor: float = 1.0
-    critic: float = 1.0
+from nip.config.agent import LrFactors
 
 
 @dataclass

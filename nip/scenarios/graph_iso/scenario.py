@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 from torchrl.envs import EnvBase
 
+from nip.agents import SupervisedView
 from nip.config.trainer import shares_body
 from nip.errors import NipConfigError
 from nip.protocols.base import ProtocolHandler
@@ -20,7 +21,7 @@ from nip.scenarios.graph_iso.dataset import (
     load_pairs_file,
 )
 from nip.scenarios.graph_iso.environment import GraphIsoEnvironment
-from nip.scenarios.graph_iso.supervised import GraphIsoSupervisedView
+from nip.scenarios.graph_iso.supervised import supervised_view
 
 # Agent sizes that must be positive (widths, head and layer counts of the GNN and MLPs).
 WIDTH_FIELDS = (
@@ -49,6 +50,7 @@ class GraphIsoScenario(Scenario):
     """Are two graphs isomorphic? Provers point at nodes; the verifier decides."""
 
     config_schema = GraphIsoScenarioConfig
+    label_names = ("non_isomorphic", "isomorphic")
     policy_in_keys = ("x", "message", "message_history", "adjacency", "node_mask", "round")
     value_in_keys = ("x", "message", "adjacency", "node_mask", "round")
 
@@ -119,9 +121,9 @@ class GraphIsoScenario(Scenario):
         scenario_cfg: GraphIsoScenarioConfig,
         observation_stats: dict[str, dict[str, Tensor]] | None = None,
         device: torch.device | str = "cpu",
-    ) -> GraphIsoSupervisedView:
+    ) -> SupervisedView:
         """The pairs as the bodies see them at round 0."""
-        return GraphIsoSupervisedView(policy, dataset, scenario_cfg, observation_stats, device)
+        return supervised_view(policy, dataset, scenario_cfg, observation_stats, device)
 
     def check(self, hp: Any, handler: ProtocolHandler) -> None:
         """Dataset, graph and architecture settings (one line each).

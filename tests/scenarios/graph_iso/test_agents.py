@@ -14,7 +14,6 @@ from nip.config.protocol import ProtocolConfig
 from nip.protocols import build_protocol_handler
 from nip.protocols.base import DeterministicProtocolHandler
 from nip.scenarios.graph_iso.agents import (
-    MASKED_LOGIT,
     CombinedPolicy,
     CombinedValue,
     GraphIsoAgentBody,
@@ -25,7 +24,7 @@ from nip.scenarios.graph_iso.agents import (
     parameter_groups,
 )
 from nip.scenarios.graph_iso.config import GraphIsoAgentConfig, GraphIsoScenarioConfig, LrFactors
-from nip.utils.nn import TransformerEncoderLayer, fast_tanh, mlp, orthogonal_init_
+from nip.utils.nn import MASKED_LOGIT, TransformerEncoderLayer, fast_tanh, mlp, orthogonal_init_
 
 N = 6  # max nodes per graph in these tests
 
@@ -425,7 +424,7 @@ def test_graph_only_body_pass_matches_full_pass(num_transformer_layers):
     obs = make_obs((4, 2), handler, scenario.message_size, gen_seed=6)
     args = [obs[k] for k in ("x", "message", "adjacency", "node_mask", "round")]
     full, nodes = body(*args)
-    graph_only, none = body(*args, need_nodes=False)
+    graph_only, none = body(*args, need_items=False)
     assert nodes is not None and none is None
     torch.testing.assert_close(graph_only, full, atol=1e-6, rtol=1e-6)
 

@@ -63,7 +63,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 
 def cli_run(
-    iterations: int, run_dir: Path, cache: Path, overrides: list[str]
+    iterations: int, run_dir: Path, cache: Path, overrides: list[str], base: list[str] = BASE
 ) -> tuple[float, list[dict], float]:
     """Run ``python -m nip.run``.
 
@@ -76,7 +76,7 @@ def cli_run(
     peak_mb : float
         The run's peak resident memory.
     """
-    args = [*BASE, f"trainer.num_iterations={iterations}", f"hydra.run.dir={run_dir}"]
+    args = [*base, f"trainer.num_iterations={iterations}", f"hydra.run.dir={run_dir}"]
     args += [f"cache_dir={cache}", *overrides]
     command = [sys.executable, "-c", _LAUNCHER, sys.executable, "-m", "nip.run", *args]
     start = time.perf_counter()
@@ -88,12 +88,14 @@ def cli_run(
 
 
 def training_throughput(
-    short: int, long: int, tmp: Path, cache: Path, overrides: list[str]
+    short: int, long: int, tmp: Path, cache: Path, overrides: list[str], base: list[str] = BASE
 ) -> Throughput:
-    """Frames/s as extra frames over extra wall time between a short and a long run."""
+    """Frames/s as extra frames over extra wall time between a short and a long run
+    (``base``: the overrides every run starts from; default: GI with 2,000 pairs)."""
     tag = "_".join(o.replace("=", "-").replace("/", "-") for o in overrides) or "default"
-    short_s, _, _ = cli_run(short, tmp / f"{tag}_short", cache, overrides)
-    long_s, rows, _ = cli_run(long, tmp / f"{tag}_long", cache, overrides)
+    tag = tag.replace("[", "").replace("]", "").replace(",", "-")
+    short_s, _, _ = cli_run(short, tmp / f"{tag}_short", cache, overrides, base)
+    long_s, rows, _ = cli_run(long, tmp / f"{tag}_long", cache, overrides, base)
     frames_per_batch = rows[1]["frames"] - rows[0]["frames"]
     extra = long - short
     later = rows[1:]  # the first iteration includes warm-up

@@ -6,12 +6,14 @@ registered) when this package is.
 """
 
 import importlib
+import importlib.util
 import pkgutil
 
 from nip.scenarios.base import SCENARIO_REGISTRY, Scenario, get_scenario
 
 for _package in pkgutil.iter_modules(__path__):
-    if _package.ispkg:
+    # A package becomes a scenario with its ``scenario`` module (parts may land earlier).
+    if _package.ispkg and importlib.util.find_spec(f"{__name__}.{_package.name}.scenario"):
         importlib.import_module(f"{__name__}.{_package.name}.scenario")
 
 __all__ = ["SCENARIO_REGISTRY", "Scenario", "get_scenario"]

@@ -1,0 +1,1 @@
+"""Image classification: is this image of the chosen kind? (see ``scenario.py``)."""

@@ -1,0 +1,105 @@
+"""Schema of ``conf/scenario/image_classification.yaml`` (the IC scenario and its agents)."""
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from nip.config.agent import LrFactors
+
+
+@dataclass
+class ImageClassificationAgentConfig:
+    """Architecture of one image-classification agent (a convolutional body and MLP heads).
+
+    The learning rate of a parameter is ``trainer.lr * agent_lr_factor``, times
+    ``body_lr_factor`` for body parameters (``actor`` or ``critic`` factor by network).
+
+    Attributes
+    ----------
+    building_block_type : str
+        ``conv2d`` (3x3 convolution + activation) or ``residual`` (a ResNet basic block).
+    num_blocks_per_group : int
+        Blocks in each block group; the first of a group doubles the channels, each group
+        ends with 2x2 max pooling.
+    frozen, random : bool
+        As for every agent: never learns / samples uniformly with no parameters.
+    """
+
+    activation: str = "tanh"
+    building_block_type: str = "conv2d"
+    num_blocks_per_group: int = 2
+    kernel_size: int = 3
+    d_latent_pixel_selector: int = 16
+    num_latent_pixel_selector_layers: int = 2
+    d_decider: int = 16
+    num_decider_layers: int = 2
+    include_round_in_decider: bool = True
+    d_value: int = 16
+    num_value_layers: int = 2
+    include_round_in_value: bool = True
+    agent_lr_factor: LrFactors = field(default_factory=LrFactors)
+    body_lr_factor: LrFactors = field(default_factory=LrFactors)
+    frozen: bool = False
+    random: bool = False
+
+
+@dataclass
+class ImageClassificationScenarioConfig:
+    """Image classification (``scenario=image_classification``): data and agents.
+
+    Attributes
+    ----------
+    dataset : str
+        ``digits`` (scikit-learn's bundled 8x8 digits: offline), ``mnist``,
+        ``fashion_mnist``, ``kmnist``, ``cifar10``, ``cifar100`` or ``svhn``.
+    data_dir : str
+        Where the published files of the downloadable datasets are (or are downloaded to):
+        ``<data_dir>/<dataset>/``.
+    binarification : str
+        How classes become the yes/no question: ``merge`` (a seeded random half of the
+        classes is label 1), ``select_two`` (only ``selected_classes``; label 1 is the
+        second) or ``random`` (seeded random labels).
+    selected_classes : list of int, optional
+        The two classes of ``select_two`` (default: the first two).
+    make_balanced : bool
+        Drop (seeded) examples of the majority label so both labels are equally common.
+    max_train_size : int, optional
+        Keep at most this many training examples (seeded choice).
+    data_seed : int
+        Seeds binarification, balancing and subsampling; separate from the experiment seed
+        so runs over several seeds share their data.
+    num_block_groups : int
+        Block groups of the bodies; each halves the image's height and width: the latent
+        pixel grid messages point into.
+    initial_num_channels : int
+        Channels of the first block group (doubled by each later one).
+    d_representation : int
+        Width of the image- and latent-pixel-level representations the bodies output.
+    message_size : int
+        Simultaneous messages (positions) per channel per round.
+    prover, verifier : ImageClassificationAgentConfig
+        Architectures (the paper's: a deeper prover, a one-block verifier).
+    """
+
+    # Where the files are, not what is computed: a run may resume with its data elsewhere.
+    RUNTIME_FIELDS: ClassVar[tuple[str, ...]] = ("data_dir",)
+
+    name: str = "image_classification"
+    dataset: str = "digits"
+    data_dir: str = "${oc.env:NIP_DATA_DIR,'~/.cache/nip/data'}"
+    binarification: str = "merge"
+    selected_classes: list[int] | None = None
+    make_balanced: bool = True
+    max_train_size: int | None = None
+    data_seed: int = 0
+    num_block_groups: int = 1
+    initial_num_channels: int = 16
+    d_representation: int = 16
+    message_size: int = 1
+    prover: ImageClassificationAgentConfig = field(
+        default_factory=lambda: ImageClassificationAgentConfig(
+            num_blocks_per_group=4, num_decider_layers=3
+        )
+    )
+    verifier: ImageClassificationAgentConfig = field(
+        default_factory=lambda: ImageClassificationAgentConfig(num_blocks_per_group=1)
+    )

@@ -25,6 +25,7 @@ Usage::
 """
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -92,8 +93,8 @@ def training_throughput(
 ) -> Throughput:
     """Frames/s as extra frames over extra wall time between a short and a long run
     (``base``: the overrides every run starts from; default: GI with 2,000 pairs)."""
-    tag = "_".join(o.replace("=", "-").replace("/", "-") for o in overrides) or "default"
-    tag = tag.replace("[", "").replace("]", "").replace(",", "-")
+    # A short, distinct directory name per setting (long override lists exceed name limits).
+    tag = hashlib.sha256(" ".join([*base, *overrides]).encode()).hexdigest()[:16]
     short_s, _, _ = cli_run(short, tmp / f"{tag}_short", cache, overrides, base)
     long_s, rows, _ = cli_run(long, tmp / f"{tag}_long", cache, overrides, base)
     frames_per_batch = rows[1]["frames"] - rows[0]["frames"]

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import numpy as np
 import torch
 from tensordict import TensorDictBase
 
@@ -77,6 +78,10 @@ def log_rollout_samples(run: Any, samples: list[dict[str, Any]], iteration: int)
     columns += [f"{a}_return" for a in agents] + ["transcript", *example_columns]
     table = wandb.Table(columns=columns)
     for s in samples:
+        example = [
+            wandb.Image(value) if isinstance(value, np.ndarray) else value
+            for value in (s["example"][c] for c in example_columns)
+        ]
         table.add_data(
             iteration,
             s["datapoint_id"],
@@ -85,6 +90,6 @@ def log_rollout_samples(run: Any, samples: list[dict[str, Any]], iteration: int)
             s["length"],
             *(s["returns"][a] for a in agents),
             s["transcript"],
-            *(s["example"][c] for c in example_columns),
+            *example,
         )
     run.log({"rollout_samples": table}, step=iteration)

@@ -128,8 +128,10 @@ class Scenario(ABC):
 
     # -- display ---------------------------------------------------------------------------
     @abstractmethod
-    def describe_example(self, frame: Any) -> dict[str, str]:
-        """Columns describing a rollout sample's example (e.g. both graphs' edge lists)."""
+    def describe_example(self, frame: Any) -> dict[str, Any]:
+        """Columns describing a rollout sample's example, from its episode's last frame:
+        text (e.g. both graphs' edge lists) or an image (uint8 ``[H, W, 3]`` array, shown as
+        a picture in the W&B table)."""
 
     @abstractmethod
     def describe_message(self, channel_messages: Tensor) -> list[str]:

@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torchrl.envs import EnvBase
@@ -24,6 +25,35 @@ from nip.scenarios.image_classification.environment import (
 )
 from nip.scenarios.image_classification.sources import SOURCES
 from nip.utils.nn import mlp, orthogonal_init_
+
+# Rendered rollout-sample images are at least this many pixels high.
+RENDER_HEIGHT = 128
+
+
+def render_messages(image: Tensor, message_history: Tensor) -> np.ndarray:
+    """An image as uint8 ``[H', W', 3]`` (scaled up to about :data:`RENDER_HEIGHT` pixels),
+    with every latent pixel that some message of ``message_history`` (``[T, C, P, h, w]``)
+    points at tinted red.
+
+    A latent pixel covers the ``H // h`` by ``W // w`` block of image pixels it was pooled
+    from (the bottom and right rows that pooling dropped are never tinted).
+    """
+    c, height, width = image.shape
+    rgb = image.cpu().expand(3, height, width) if c == 1 else image.cpu()[:3]
+    rgb = rgb.permute(1, 2, 0).double()
+    h, w = message_history.shape[-2:]
+    chosen = message_history.detach().cpu().flatten(0, -3).sum(0) > 0  # [h, w]
+    block_h, block_w = height // h, width // w
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    mask[: h * block_h, : w * block_w] = chosen.repeat_interleave(block_h, 0).repeat_interleave(
+        block_w, 1
+    )
+    red = torch.tensor([255.0, 0.0, 0.0], dtype=torch.float64)
+    rgb = torch.where(mask[..., None], 0.5 * rgb + 0.5 * red, rgb)
+    scale = max(1, RENDER_HEIGHT // height)
+    rgb = rgb.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+    return rgb.round().clamp(0, 255).to(torch.uint8).numpy()
+
 
 # Agent sizes that must be positive.
 SIZE_FIELDS = (
@@ -234,10 +264,9 @@ class ImageClassificationScenario(Scenario):
             total += 2 * (16 * params + 4 * 2 * batch * activations)
         return total
 
-    def describe_example(self, frame: Any) -> dict[str, str]:
-        """The image's size (the image itself is the row ``datapoint_id`` of the split)."""
-        c, height, width = frame["image"].shape[-3:]
-        return {"image_size": f"{c}x{height}x{width}"}
+    def describe_example(self, frame: Any) -> dict[str, Any]:
+        """The image, with the latent pixels the episode's messages pointed at tinted red."""
+        return {"image": render_messages(frame["image"], frame["next", "message_history"])}
 
     def describe_message(self, channel_messages: Tensor) -> list[str]:
         """``(3,1)``: the latent pixels (row, column) set in a ``[P, h, w]`` message."""

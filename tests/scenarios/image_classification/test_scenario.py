@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from torchrl.envs.utils import check_env_specs
@@ -277,3 +278,49 @@ def test_the_data_directory_may_move_between_run_and_resumption(tmp_path):
     b = tiny_ic_hyper_params(tmp_path, data_dir=str(tmp_path / "elsewhere"))
     assert science_dict(a) == science_dict(b)
     assert science_dict(a) != science_dict(tiny_ic_hyper_params(tmp_path, data_seed=1))
+
+
+def test_rollout_sample_image_tints_the_pixels_pointed_at():
+    from nip.scenarios.image_classification.scenario import render_messages
+
+    image = torch.full((1, 8, 8), 100, dtype=torch.uint8)
+    history = torch.zeros(3, 1, 1, 4, 4)
+    history[1, 0, 0, 2, 3] = 1  # latent pixel (2, 3): image rows 4-5, columns 6-7
+    picture = render_messages(image, history)
+    assert picture.shape == (128, 128, 3) and picture.dtype == np.uint8
+    scale = 16
+    tinted = picture[4 * scale, 6 * scale]
+    assert tinted.tolist() == [178, 50, 50]  # half grey 100, half red
+    assert picture[3 * scale, 6 * scale].tolist() == [100, 100, 100]
+    assert picture[4 * scale, 5 * scale].tolist() == [100, 100, 100]
+    assert (picture[4 * scale : 6 * scale, 6 * scale :] == tinted).all()
+
+
+def test_rollout_samples_table_shows_the_image(tmp_path, monkeypatch):
+    import wandb
+
+    from nip.rollout_samples import log_rollout_samples, sample_episodes
+
+    hp = tiny_ic_hyper_params(tmp_path / "cache")
+    s = run_settings(tmp_path / "run")
+    trainer = build_trainer(hp, build_scenario_instance(hp, s), s)
+    collector, _ = trainer._get_data_collectors()
+    data = next(iter(collector))
+    collector.shutdown()
+    samples = sample_episodes(
+        data, trainer.protocol_handler, trainer.scenario, 3, torch.Generator().manual_seed(0)
+    )
+    assert samples and all(s["label"] in ("negative", "positive") for s in samples)
+    assert all(s["example"]["image"].shape == (128, 128, 3) for s in samples)
+    assert "@main: (" in samples[0]["transcript"]  # pixels named (row,col)
+
+    logged = {}
+
+    class Run:
+        def log(self, values, step):
+            logged.update(values, step=step)
+
+    log_rollout_samples(Run(), samples, 7)
+    table = logged["rollout_samples"]
+    assert logged["step"] == 7 and table.columns[-1] == "image"
+    assert isinstance(table.data[0][-1], wandb.Image)

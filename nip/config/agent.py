@@ -1,6 +1,6 @@
 """Settings every scenario's agents share (each scenario's agent schema adds its architecture)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -9,3 +9,41 @@ class LrFactors:
 
     actor: float = 1.0
     critic: float = 1.0
+
+
+@dataclass
+class AgentConfig:
+    """What every agent has, whatever its body: heads, learning-rate factors, control.
+
+    The learning rate of a parameter is ``trainer.lr * agent_lr_factor``, times
+    ``body_lr_factor`` for body parameters (with the ``actor`` or ``critic`` factor depending
+    on which network it belongs to); a scenario may split the body further. A factor of zero
+    freezes those parameters.
+
+    Attributes
+    ----------
+    activation : str
+        ``tanh``, ``relu`` or ``sigmoid``, throughout the agent.
+    d_decider, num_decider_layers, include_round_in_decider
+        The verifier's decision MLP (width, layers, whether it sees the round).
+    d_value, num_value_layers, include_round_in_value
+        The value MLP.
+    frozen : bool
+        The agent never learns: its parameters keep their initial (or ``base_run``) values,
+        take no gradient, and its loss terms do not count.
+    random : bool
+        The agent has no parameters and samples uniformly among the actions open to it (the
+        paper's random-prover baseline); it does not learn either.
+    """
+
+    activation: str = "tanh"
+    d_decider: int = 16
+    num_decider_layers: int = 2
+    include_round_in_decider: bool = True
+    d_value: int = 16
+    num_value_layers: int = 2
+    include_round_in_value: bool = True
+    agent_lr_factor: LrFactors = field(default_factory=LrFactors)
+    body_lr_factor: LrFactors = field(default_factory=LrFactors)
+    frozen: bool = False
+    random: bool = False

@@ -2,29 +2,17 @@
 
 from dataclasses import dataclass, field
 
-from nip.config.agent import LrFactors
+from nip.config.agent import AgentConfig, LrFactors
 
 
 @dataclass
-class GraphIsoAgentConfig:
+class GraphIsoAgentConfig(AgentConfig):
     """Architecture of one graph-isomorphism agent (a GIN + transformer body and MLP heads).
 
-    The learning rate of a parameter is ``trainer.lr * agent_lr_factor``, times
-    ``body_lr_factor`` for body parameters, times ``gnn_lr_factor`` for the GNN part of the
-    body (with the ``actor`` or ``critic`` factor depending on which network it belongs to).
-    A factor of zero freezes those parameters.
-
-    Attributes
-    ----------
-    frozen : bool
-        The agent never learns: its parameters keep their initial (or ``base_run``) values,
-        take no gradient, and its loss terms do not count.
-    random : bool
-        The agent has no parameters and samples uniformly among the actions open to it (the
-        paper's random-prover baseline); it does not learn either.
+    Beyond :class:`~nip.config.agent.AgentConfig`: the body's sizes, and ``gnn_lr_factor``,
+    which further multiplies the learning rate of the GNN part of the body.
     """
 
-    activation: str = "tanh"
     num_gnn_layers: int = 5
     d_gnn: int = 16
     d_gin_mlp: int = 64
@@ -35,18 +23,8 @@ class GraphIsoAgentConfig:
     d_transformer_mlp: int = 64
     d_node_selector: int = 16
     num_node_selector_layers: int = 2
-    d_decider: int = 16
-    num_decider_layers: int = 2
-    include_round_in_decider: bool = True
-    d_value: int = 16
-    num_value_layers: int = 2
-    include_round_in_value: bool = True
     use_pair_invariant_pooling: bool = True
-    agent_lr_factor: LrFactors = field(default_factory=LrFactors)
-    body_lr_factor: LrFactors = field(default_factory=LrFactors)
     gnn_lr_factor: LrFactors = field(default_factory=LrFactors)
-    frozen: bool = False
-    random: bool = False
 
 
 @dataclass

@@ -3,15 +3,14 @@
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from nip.config.agent import LrFactors
+from nip.config.agent import AgentConfig
 
 
 @dataclass
-class ImageClassificationAgentConfig:
+class ImageClassificationAgentConfig(AgentConfig):
     """Architecture of one image-classification agent (a convolutional body and MLP heads).
 
-    The learning rate of a parameter is ``trainer.lr * agent_lr_factor``, times
-    ``body_lr_factor`` for body parameters (``actor`` or ``critic`` factor by network).
+    Beyond :class:`~nip.config.agent.AgentConfig`:
 
     Attributes
     ----------
@@ -20,26 +19,17 @@ class ImageClassificationAgentConfig:
     num_blocks_per_group : int
         Blocks in each block group; the first of a group doubles the channels, each group
         ends with 2x2 max pooling.
-    frozen, random : bool
-        As for every agent: never learns / samples uniformly with no parameters.
+    kernel_size : int
+        Convolution kernel size (odd: same-size convolutions).
+    d_latent_pixel_selector, num_latent_pixel_selector_layers : int
+        The MLP giving each latent pixel its logits.
     """
 
-    activation: str = "tanh"
     building_block_type: str = "conv2d"
     num_blocks_per_group: int = 2
     kernel_size: int = 3
     d_latent_pixel_selector: int = 16
     num_latent_pixel_selector_layers: int = 2
-    d_decider: int = 16
-    num_decider_layers: int = 2
-    include_round_in_decider: bool = True
-    d_value: int = 16
-    num_value_layers: int = 2
-    include_round_in_value: bool = True
-    agent_lr_factor: LrFactors = field(default_factory=LrFactors)
-    body_lr_factor: LrFactors = field(default_factory=LrFactors)
-    frozen: bool = False
-    random: bool = False
 
 
 @dataclass

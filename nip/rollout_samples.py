@@ -67,21 +67,26 @@ def sample_episodes(
 
 
 def log_rollout_samples(run: Any, samples: list[dict[str, Any]], iteration: int) -> None:
-    """Log the samples as the W&B table ``rollout_samples`` at ``iteration``."""
+    """Log the samples to W&B at ``iteration``: the table ``rollout_samples`` (text), and for
+    each image that describes an example (e.g. ``image``) the list
+    ``rollout_samples_<name>`` of pictures, captioned with the table's row.
+
+    Images go in lists of their own rather than in the table: wandb (0.31) writes a table's
+    images as the bare word "Image", while listed images are stored as files.
+    """
     import wandb
 
     if not samples:
         return
     agents = list(samples[0]["returns"])
-    example_columns = list(samples[0]["example"])
+    example = samples[0]["example"]
+    text_columns = [c for c in example if not isinstance(example[c], np.ndarray)]
+    image_columns = [c for c in example if isinstance(example[c], np.ndarray)]
     columns = ["iteration", "datapoint_id", "label", "decision", "length"]
-    columns += [f"{a}_return" for a in agents] + ["transcript", *example_columns]
+    columns += [f"{a}_return" for a in agents] + ["transcript", *text_columns]
     table = wandb.Table(columns=columns)
+    images: dict[str, list] = {c: [] for c in image_columns}
     for s in samples:
-        example = [
-            wandb.Image(value) if isinstance(value, np.ndarray) else value
-            for value in (s["example"][c] for c in example_columns)
-        ]
         table.add_data(
             iteration,
             s["datapoint_id"],
@@ -90,6 +95,11 @@ def log_rollout_samples(run: Any, samples: list[dict[str, Any]], iteration: int)
             s["length"],
             *(s["returns"][a] for a in agents),
             s["transcript"],
-            *example,
+            *(s["example"][c] for c in text_columns),
         )
-    run.log({"rollout_samples": table}, step=iteration)
+        caption = f"datapoint {s['datapoint_id']}: {s['label']}, {s['decision']}"
+        for c in image_columns:
+            images[c].append(wandb.Image(s["example"][c], caption=caption))
+    logged: dict[str, Any] = {"rollout_samples": table}
+    logged.update({f"rollout_samples_{c}": pictures for c, pictures in images.items()})
+    run.log(logged, step=iteration)

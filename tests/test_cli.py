@@ -267,6 +267,55 @@ def test_solo_agent_sigkill_then_resume_and_evaluate(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def test_image_classification_sigkill_resume_evaluate_and_data_errors(tmp_path):
+    """scenario=image_classification from the command line: offline digits, killed and
+    resumed exactly, evaluated on its test split; bad data in one line."""
+    cache = tmp_path / "cache"
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    args = [
+        "scenario=image_classification",
+        "scenario.max_train_size=300",
+        "trainer.num_iterations=5",
+        "trainer.frames_per_batch=64",
+        "trainer.minibatch_size=32",
+        "trainer.num_epochs=2",
+        "trainer.num_normalization_frames=64",
+        "checkpoint.interval=1",
+        "device=cpu",
+        "device.num_threads=1",
+        "logger.progress_bar=false",
+        f"cache_dir={cache}",
+    ]
+    result = nip("nip.run", *args, f"hydra.run.dir={straight}")
+    assert result.returncode == 0, result.stderr
+    kill_after_lines([*args, f"hydra.run.dir={killed}"], killed, 3)
+    assert len((killed / "metrics.jsonl").read_text().splitlines()) < 6
+    result = nip("nip.run", *args, f"hydra.run.dir={killed}")
+    assert result.returncode == 0, result.stderr
+    assert metrics(killed) == metrics(straight)
+    result = nip("nip.evaluate", f"checkpoint={killed}", "dataset.split=test", "seed=1")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["chance_accuracy"] == 0.5 and "accuracy_class_7" in report
+
+    # Files in the data directory that are not what they claim: one line, nothing written.
+    bad = tmp_path / "data" / "mnist"
+    bad.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        (bad / name).write_bytes(b"not an idx file")
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (bad / name).write_bytes(b"not an idx file")
+    for extra, message in (
+        (["scenario.dataset=mnist", f"scenario.data_dir={tmp_path / 'data'}"], "idx file"),
+        (["scenario.dataset=imagenet"], "unknown scenario.dataset 'imagenet'"),
+    ):
+        result = nip("nip.run", *args, *extra, f"hydra.run.dir={tmp_path / 'bad'}")
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "bad" / "metrics.jsonl").exists()
+
+
 def test_sweep_preset_is_found():
     result = nip("nip.run", "+sweep=gi_seeds", "--cfg", "hydra")
     assert result.returncode == 0, result.stderr

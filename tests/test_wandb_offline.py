@@ -122,6 +122,34 @@ def test_offline_solo_agent_run_logs_epochs_test_and_checkpoint(tmp_path):
     assert f"checkpoint_{run_id}".encode() in logs
 
 
+def test_offline_image_classification_run_logs_images(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [
+        "scenario=image_classification",
+        "scenario.max_train_size=200",
+        "trainer.num_iterations=1",
+        "trainer.frames_per_batch=64",
+        "trainer.minibatch_size=32",
+        "trainer.num_epochs=1",
+        "trainer.num_normalization_frames=64",
+        "device=cpu",
+        "device.num_threads=1",
+        f"cache_dir={tmp_path / 'cache'}",
+        f"hydra.run.dir={run_dir}",
+        "logger=wandb",
+        "logger.mode=offline",
+        "logger.project=nip-tests",
+    ]
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    (run,) = [d for d in (run_dir / "wandb").iterdir() if d.name.startswith("offline-run")]
+    logs = b"".join(p.read_bytes() for p in run.glob("*.wandb"))
+    assert b"test_positive_fraction" in logs and b"test_accuracy_class_3" in logs
+    assert b"rollout_samples" in logs
+    # The table's images are written as media files of the run.
+    assert list(run.rglob("media/images/*.png"))
+
+
 def test_online_without_credentials_is_one_line(tmp_path):
     from tests.test_cli import tiny
 

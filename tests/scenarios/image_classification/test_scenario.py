@@ -322,5 +322,7 @@ def test_rollout_samples_table_shows_the_image(tmp_path, monkeypatch):
 
     log_rollout_samples(Run(), samples, 7)
     table = logged["rollout_samples"]
-    assert logged["step"] == 7 and table.columns[-1] == "image"
-    assert isinstance(table.data[0][-1], wandb.Image)
+    assert logged["step"] == 7 and table.columns[-1] == "transcript"
+    pictures = logged["rollout_samples_image"]
+    assert len(pictures) == len(samples) and isinstance(pictures[0], wandb.Image)
+    assert pictures[0]._caption.startswith(f"datapoint {samples[0]['datapoint_id']}: ")

@@ -31,28 +31,33 @@ RENDER_HEIGHT = 128
 
 
 def render_messages(image: Tensor, message_history: Tensor) -> np.ndarray:
-    """An image as uint8 ``[H', W', 3]`` (scaled up to about :data:`RENDER_HEIGHT` pixels),
-    with every latent pixel that some message of ``message_history`` (``[T, C, P, h, w]``)
-    points at tinted red.
+    """One panel per round that carried a message, side by side: the image (as uint8
+    ``[H', W', 3]``, scaled up to about :data:`RENDER_HEIGHT` pixels) with the latent pixels
+    that round's messages (``message_history`` ``[T, C, P, h, w]``) point at tinted red.
 
     A latent pixel covers the ``H // h`` by ``W // w`` block of image pixels it was pooled
-    from (the bottom and right rows that pooling dropped are never tinted).
+    from (the bottom and right rows that pooling dropped are never tinted). An episode with
+    no message yet gives the plain image.
     """
     c, height, width = image.shape
     rgb = image.cpu().expand(3, height, width) if c == 1 else image.cpu()[:3]
     rgb = rgb.permute(1, 2, 0).double()
     h, w = message_history.shape[-2:]
-    chosen = message_history.detach().cpu().flatten(0, -3).sum(0) > 0  # [h, w]
+    per_round = message_history.detach().cpu().flatten(1, -3).sum(1) > 0  # [T, h, w]
+    rounds = [r for r in range(per_round.shape[0]) if per_round[r].any()] or [None]
     block_h, block_w = height // h, width // w
-    mask = torch.zeros(height, width, dtype=torch.bool)
-    mask[: h * block_h, : w * block_w] = chosen.repeat_interleave(block_h, 0).repeat_interleave(
-        block_w, 1
-    )
     red = torch.tensor([255.0, 0.0, 0.0], dtype=torch.float64)
-    rgb = torch.where(mask[..., None], 0.5 * rgb + 0.5 * red, rgb)
+    panels = []
+    for r in rounds:
+        mask = torch.zeros(height, width, dtype=torch.bool)
+        if r is not None:
+            cells = per_round[r].repeat_interleave(block_h, 0).repeat_interleave(block_w, 1)
+            mask[: h * block_h, : w * block_w] = cells
+        panels.append(torch.where(mask[..., None], 0.5 * rgb + 0.5 * red, rgb))
+    picture = torch.cat(panels, dim=1)
     scale = max(1, RENDER_HEIGHT // height)
-    rgb = rgb.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
-    return rgb.round().clamp(0, 255).to(torch.uint8).numpy()
+    picture = picture.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+    return picture.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 # Agent sizes that must be positive.
@@ -265,7 +270,7 @@ class ImageClassificationScenario(Scenario):
         return total
 
     def describe_example(self, frame: Any) -> dict[str, Any]:
-        """The image, with the latent pixels the episode's messages pointed at tinted red."""
+        """The image once per round, with the latent pixels that round pointed at tinted red."""
         return {"image": render_messages(frame["image"], frame["next", "message_history"])}
 
     def describe_message(self, channel_messages: Tensor) -> list[str]:

@@ -280,20 +280,25 @@ def test_the_data_directory_may_move_between_run_and_resumption(tmp_path):
     assert science_dict(a) != science_dict(tiny_ic_hyper_params(tmp_path, data_seed=1))
 
 
-def test_rollout_sample_image_tints_the_pixels_pointed_at():
+def test_rollout_sample_image_shows_each_rounds_pixels():
     from nip.scenarios.image_classification.scenario import render_messages
 
     image = torch.full((1, 8, 8), 100, dtype=torch.uint8)
-    history = torch.zeros(3, 1, 1, 4, 4)
-    history[1, 0, 0, 2, 3] = 1  # latent pixel (2, 3): image rows 4-5, columns 6-7
+    history = torch.zeros(4, 1, 1, 4, 4)  # round 3 not played yet
+    history[0, 0, 0, 0, 0] = 1  # round 0: latent pixel (0, 0)
+    history[1, 0, 0, 2, 3] = 1  # round 1: (2, 3), image rows 4-5, columns 6-7
+    history[2, 0, 0, 2, 3] = 1  # round 2: the same pixel again
     picture = render_messages(image, history)
-    assert picture.shape == (128, 128, 3) and picture.dtype == np.uint8
     scale = 16
-    tinted = picture[4 * scale, 6 * scale]
-    assert tinted.tolist() == [178, 50, 50]  # half grey 100, half red
-    assert picture[3 * scale, 6 * scale].tolist() == [100, 100, 100]
-    assert picture[4 * scale, 5 * scale].tolist() == [100, 100, 100]
-    assert (picture[4 * scale : 6 * scale, 6 * scale :] == tinted).all()
+    assert picture.shape == (128, 3 * 128, 3) and picture.dtype == np.uint8
+    grey, tint = [100, 100, 100], [178, 50, 50]  # half grey 100, half red
+    round0, round1 = picture[:, :128], picture[:, 128:256]
+    assert round0[0, 0].tolist() == tint and round0[4 * scale, 6 * scale].tolist() == grey
+    assert round1[0, 0].tolist() == grey
+    assert (round1[4 * scale : 6 * scale, 6 * scale :] == tint).all()
+    assert round1[3 * scale, 6 * scale].tolist() == grey
+    assert round1[4 * scale, 5 * scale].tolist() == grey
+    assert render_messages(image, torch.zeros(4, 1, 1, 4, 4)).shape == (128, 128, 3)
 
 
 def test_rollout_samples_table_shows_the_image(tmp_path, monkeypatch):
@@ -311,7 +316,8 @@ def test_rollout_samples_table_shows_the_image(tmp_path, monkeypatch):
         data, trainer.protocol_handler, trainer.scenario, 3, torch.Generator().manual_seed(0)
     )
     assert samples and all(s["label"] in ("negative", "positive") for s in samples)
-    assert all(s["example"]["image"].shape == (128, 128, 3) for s in samples)
+    for sample in samples:  # a panel per round
+        assert sample["example"]["image"].shape == (128, 128 * sample["length"], 3)
     assert "@main: (" in samples[0]["transcript"]  # pixels named (row,col)
 
     logged = {}

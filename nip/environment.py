@@ -157,8 +157,9 @@ class ProtocolEnvironment(EnvBase):
     def item_shape(self) -> tuple[int, ...]:
         """The shape of an example's items that messages point at (e.g. ``(2, N)`` nodes)."""
 
+    @classmethod
     @abstractmethod
-    def example_tensors(self, dataset: Any) -> dict[str, Tensor]:
+    def example_tensors(cls, dataset: Any) -> dict[str, Tensor]:
         """The observations of every example, each ``[examples, ...]``, by key."""
 
     @abstractmethod

@@ -13,6 +13,12 @@ class NipConfigError(NipError):
     """The composed configuration is inconsistent or refers to something that does not exist."""
 
 
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`NipConfigError` with ``message`` (one line) unless ``condition``."""
+    if not condition:
+        raise NipConfigError(message)
+
+
 class NipDataError(NipError):
     """A dataset file is missing, unreadable or not in a known dataset format."""
 

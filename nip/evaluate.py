@@ -176,9 +176,7 @@ def evaluate_solo(
     learning = tuple(
         name in {k.split(".")[0] for k in state["solo_heads"]} for name in policy.agent_names
     )
-    classifiers = SoloClassifiers(
-        view, policy.agent_names, learning, seed=hp.seed, lr=1.0, body_lr_factors=False
-    )
+    classifiers = SoloClassifiers(view, policy.agent_names, learning, seed=hp.seed, lr=None)
     classifiers.heads.load_state_dict(state["solo_heads"])
     stats = classification_stats(
         classifiers, view, torch.arange(len(dataset)), EVAL_BATCH_SIZE, "", view.strata

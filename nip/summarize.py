@@ -91,6 +91,8 @@ class Job:
         Its training lines of ``metrics.jsonl``.
     test : list of dict
         Its test lines of ``metrics.jsonl``.
+    config : dict or None
+        Its composed config (``.hydra/config.yaml``), or ``None`` if unreadable.
     share : str or None
         The statistic holding its scenario's label-1 share (``isomorphic_fraction`` for GI;
         ``test_`` prefixed in test lines), or ``None`` when its config cannot be read.
@@ -102,6 +104,7 @@ class Job:
     status: str = FAILED
     detail: str = ""
     train: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] | None = None
     share: str | None = None
     test: list[dict[str, Any]] = field(default_factory=list)
 
@@ -205,16 +208,24 @@ def _is_test_line(row: dict[str, Any]) -> bool:
     return any(key.startswith("test_") for key in row)
 
 
-def _num_iterations(job_dir: Path) -> int | None:
-    """The iterations the job's composed config asks for (``trainer.num_iterations``, or
-    what its trainer counts them in, e.g. ``num_epochs``), if readable."""
+def _read_config(job_dir: Path) -> dict[str, Any] | None:
+    """The job's composed config (``.hydra/config.yaml``), or ``None`` if unreadable."""
+    try:
+        config = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _num_iterations(config: dict[str, Any] | None) -> int | None:
+    """The iterations a job's config asks for (``trainer.num_iterations``, or what its
+    trainer counts them in, e.g. ``num_epochs``), if it says."""
     from nip.config.root import GROUP_SCHEMAS
 
     try:
-        config = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
         schema = GROUP_SCHEMAS["trainer"].get(config["trainer"].get("name"))
         value = config["trainer"][schema.LENGTH_FIELD if schema else "num_iterations"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         return None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -246,7 +257,7 @@ def job_status(job: Job) -> tuple[str, str]:
     if not any(job.path.iterdir()):
         return FAILED, "no files"
     done = f"{job.train[-1]['iteration'] + 1} iterations" if job.train else "no iterations"
-    num_iterations = _num_iterations(job.path)
+    num_iterations = _num_iterations(job.config)
     if num_iterations is None:
         return FAILED, f"{done}, no config: refused or stopped before it started"
     # The final test line comes before the checkpoint that marks the job finished: without
@@ -348,19 +359,19 @@ def read_jobs(sweep_dir: Path) -> tuple[list[Job], int]:
         rows = read_metrics(job.path / "metrics.jsonl")
         job.test = [r for r in rows if _is_test_line(r)]
         job.train = [r for r in rows if not _is_test_line(r) and "mean_accuracy" in r]
+        job.config = _read_config(job.path)
         job.status, job.detail = (RUNNING, "") if running else job_status(job)
-        job.share = _share_key(job.path)
+        job.share = _share_key(job.config)
     return jobs, unstarted
 
 
-def _share_key(job_dir: Path) -> str | None:
-    """The label-1 share statistic of the job's scenario (from its composed config)."""
+def _share_key(config: dict[str, Any] | None) -> str | None:
+    """The label-1 share statistic of a job's scenario (from its composed config)."""
     from nip.scenarios import SCENARIO_REGISTRY
 
     try:
-        config = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
         scenario = SCENARIO_REGISTRY[config["scenario"]["name"]]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None
     return share_key(scenario.label_names)
 

@@ -153,3 +153,20 @@ TINY_OVERRIDES = [
     "scenario.prover.num_gnn_layers=1",
     "scenario.verifier.num_gnn_layers=1",
 ]
+
+
+def interrupt_on_call(obj, name: str, call: int, before=None) -> None:
+    """Make ``obj.<name>`` raise ``KeyboardInterrupt`` on its ``call``-th call (1-based),
+    after running ``before()``; other calls go through (a crash in the middle of training)."""
+    original = getattr(obj, name)
+    calls = []
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            if before is not None:
+                before()
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    setattr(obj, name, wrapper)

@@ -14,6 +14,7 @@ from nip.run import run_experiment
 from nip.trainers.ppo import AGENT_KEYS
 from tests.helpers import (
     build_tiny_trainer,
+    interrupt_on_call,
     read_metrics,
     run_settings,
     tiny_hyper_params,
@@ -184,17 +185,11 @@ def test_stop_and_resume_is_exact(tmp_path):
     hp = tiny_hyper_params(cache, num_iterations=4)
     s = run_settings(tmp_path / "crashed")
     trainer = build_trainer(hp, build_scenario_instance(hp, s), s)
-    original = trainer._train_on_replay_buffer
-    calls = []
 
-    def crash_on_third():
-        calls.append(1)
-        if len(calls) == 3:
-            (s.run_dir / "metrics.jsonl").open("a").write('{"torn": ')
-            raise KeyboardInterrupt
-        return original()
+    def tear_metrics_line():
+        (s.run_dir / "metrics.jsonl").open("a").write('{"torn": ')
 
-    trainer._train_on_replay_buffer = crash_on_third
+    interrupt_on_call(trainer, "_train_on_replay_buffer", 3, before=tear_metrics_line)
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     assert load_checkpoint_file(s.run_dir / "checkpoints" / "state.pt")["iteration"] == 2

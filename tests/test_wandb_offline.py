@@ -97,13 +97,9 @@ def test_offline_cli_run_logs_history_and_resumes_same_run_id(tmp_path):
     assert len(runs) == 2 and all(d.name.endswith(run_id) for d in runs)
 
 
-def test_offline_solo_agent_run_logs_epochs_test_and_checkpoint(tmp_path):
-    run_dir = tmp_path / "run"
-    args = [
-        "trainer=solo_agent",
-        "trainer.num_epochs=2",
-        "scenario.num_train_pairs=200",
-        "scenario.num_test_pairs=50",
+def offline_args(tmp_path, run_dir) -> list[str]:
+    """One thread, a cache and run directory under ``tmp_path``, offline W&B."""
+    return [
         "device=cpu",
         "device.num_threads=1",
         f"cache_dir={tmp_path / 'cache'}",
@@ -112,11 +108,26 @@ def test_offline_solo_agent_run_logs_epochs_test_and_checkpoint(tmp_path):
         "logger.mode=offline",
         "logger.project=nip-tests",
     ]
-    result = cli(*args)
+
+
+def offline_run_files(run_dir):
+    """The run's single offline W&B directory and the bytes of its ``.wandb`` log."""
+    (run,) = [d for d in (run_dir / "wandb").iterdir() if d.name.startswith("offline-run")]
+    return run, b"".join(p.read_bytes() for p in run.glob("*.wandb"))
+
+
+def test_offline_solo_agent_run_logs_epochs_test_and_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [
+        "trainer=solo_agent",
+        "trainer.num_epochs=2",
+        "scenario.num_train_pairs=200",
+        "scenario.num_test_pairs=50",
+    ]
+    result = cli(*args, *offline_args(tmp_path, run_dir))
     assert result.returncode == 0, result.stderr
     run_id = (run_dir / "wandb_run_id.txt").read_text().strip()
-    (run,) = [d for d in (run_dir / "wandb").iterdir() if d.name.startswith("offline-run")]
-    logs = b"".join(p.read_bytes() for p in run.glob("*.wandb"))
+    run, logs = offline_run_files(run_dir)
     for key in (b"verifier.heldout_accuracy", b"prover.accuracy", b"verifier.test_accuracy"):
         assert key in logs, key
     assert f"checkpoint_{run_id}".encode() in logs
@@ -132,18 +143,10 @@ def test_offline_image_classification_run_logs_images(tmp_path):
         "trainer.minibatch_size=32",
         "trainer.num_epochs=1",
         "trainer.num_normalization_frames=64",
-        "device=cpu",
-        "device.num_threads=1",
-        f"cache_dir={tmp_path / 'cache'}",
-        f"hydra.run.dir={run_dir}",
-        "logger=wandb",
-        "logger.mode=offline",
-        "logger.project=nip-tests",
     ]
-    result = cli(*args)
+    result = cli(*args, *offline_args(tmp_path, run_dir))
     assert result.returncode == 0, result.stderr
-    (run,) = [d for d in (run_dir / "wandb").iterdir() if d.name.startswith("offline-run")]
-    logs = b"".join(p.read_bytes() for p in run.glob("*.wandb"))
+    run, logs = offline_run_files(run_dir)
     assert b"test_positive_fraction" in logs and b"test_accuracy_class_3" in logs
     assert b"rollout_samples" in logs
     # The table's images are written as media files of the run.

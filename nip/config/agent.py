@@ -2,6 +2,10 @@
 
 from dataclasses import dataclass, field
 
+from nip.errors import require
+
+ACTIVATIONS = ("tanh", "relu", "sigmoid")
+
 
 @dataclass
 class LrFactors:
@@ -47,3 +51,33 @@ class AgentConfig:
     body_lr_factor: LrFactors = field(default_factory=LrFactors)
     frozen: bool = False
     random: bool = False
+
+    # Sizes that must be at least 1 (scenarios' schemas add theirs).
+    SIZE_FIELDS = ("d_decider", "num_decider_layers", "d_value", "num_value_layers")
+    # Learning-rate factors that a shared body needs equal for actor and critic.
+    LR_FACTOR_FIELDS = ("agent_lr_factor", "body_lr_factor")
+
+    def check(self, role: str, shared_body: bool) -> None:
+        """Refuse settings of ``scenario.<role>`` that the types cannot rule out (one line).
+
+        Raises
+        ------
+        NipConfigError
+        """
+        require(
+            self.activation in ACTIVATIONS,
+            f"scenario.{role}.activation must be {', '.join(ACTIVATIONS[:-1])} or "
+            f"{ACTIVATIONS[-1]}",
+        )
+        for key in self.SIZE_FIELDS:
+            value = getattr(self, key)
+            require(value >= 1, f"scenario.{role}.{key} must be at least 1, got {value}")
+        if shared_body:
+            require(
+                all(
+                    getattr(self, key).actor == getattr(self, key).critic
+                    for key in self.LR_FACTOR_FIELDS
+                ),
+                f"trainer.use_shared_body=true needs equal actor and critic lr factors "
+                f"for scenario.{role}",
+            )

@@ -30,7 +30,7 @@ from nip.config.trainer import (
     SoloAgentTrainerConfig,
     SpgTrainerConfig,
 )
-from nip.errors import NipConfigError
+from nip.errors import NipConfigError, require
 
 if TYPE_CHECKING:
     from nip.protocols.base import ProtocolHandler
@@ -182,68 +182,64 @@ def validate_hyper_params(hp: HyperParameters) -> None:
 
     t, p, s = hp.trainer, hp.protocol, hp.scenario
 
-    def need(condition: bool, message: str) -> None:
-        if not condition:
-            raise NipConfigError(message)
-
-    need(p.name in PROTOCOL_REGISTRY, f"unknown protocol.name {p.name!r}")
+    require(p.name in PROTOCOL_REGISTRY, f"unknown protocol.name {p.name!r}")
     handler = build_protocol_handler(p)  # protocols with a fixed structure check their rounds
-    need(p.max_message_rounds >= 1, "protocol.max_message_rounds must be at least 1")
-    need(
+    require(p.max_message_rounds >= 1, "protocol.max_message_rounds must be at least 1")
+    require(
         p.min_message_rounds <= p.max_message_rounds,
         f"protocol.min_message_rounds ({p.min_message_rounds}) is greater than "
         f"protocol.max_message_rounds ({p.max_message_rounds})",
     )
-    need(p.min_message_rounds >= 0, "protocol.min_message_rounds must be non-negative")
-    need(
+    require(p.min_message_rounds >= 0, "protocol.min_message_rounds must be non-negative")
+    require(
         p.force_guess in (None, "zero", "one", "y"),
         f"protocol.force_guess must be null, zero, one or y, got {p.force_guess!r}",
     )
     t.check(hp, handler)  # the trainer's own settings, and the objectives it works with
-    need(
+    require(
         hp.loss.loss_critic_type in ("smooth_l1", "l1", "l2"),
         f"loss.loss_critic_type must be smooth_l1, l1 or l2, got {hp.loss.loss_critic_type!r}",
     )
     if hp.loss.name == "kl_penalty":
         lc = hp.loss
-        need(lc.kl_target > 0, f"loss.kl_target must be positive, got {lc.kl_target}")
-        need(lc.kl_beta >= 0, f"loss.kl_beta must be non-negative, got {lc.kl_beta}")
-        need(
+        require(lc.kl_target > 0, f"loss.kl_target must be positive, got {lc.kl_target}")
+        require(lc.kl_beta >= 0, f"loss.kl_beta must be non-negative, got {lc.kl_beta}")
+        require(
             lc.kl_increment >= 1 and 0 < lc.kl_decrement <= 1,
             f"loss.kl_increment must be >= 1 and loss.kl_decrement in (0, 1], got "
             f"{lc.kl_increment} and {lc.kl_decrement}",
         )
-    need(0 < hp.advantage.gamma <= 1, "advantage.gamma must be in (0, 1]")
-    need(0 <= hp.advantage.lmbda <= 1, "advantage.lmbda must be in [0, 1]")
-    need(hp.device.type in ("auto", "cpu", "cuda"), "device.type must be auto, cpu or cuda")
+    require(0 < hp.advantage.gamma <= 1, "advantage.gamma must be in (0, 1]")
+    require(0 <= hp.advantage.lmbda <= 1, "advantage.lmbda must be in [0, 1]")
+    require(hp.device.type in ("auto", "cpu", "cuda"), "device.type must be auto, cpu or cuda")
     if hp.logger.name == "wandb":
-        need(
+        require(
             hp.logger.mode in ("online", "offline", "disabled"),
             f"logger.mode must be online, offline or disabled, got {hp.logger.mode!r}",
         )
     from nip.scenarios import SCENARIO_REGISTRY, get_scenario
 
-    need(
+    require(
         s.name in SCENARIO_REGISTRY,
         f"unknown scenario.name {s.name!r}; known: {', '.join(sorted(SCENARIO_REGISTRY))}",
     )
     scenario = get_scenario(s.name)
     scenario.check(hp, handler)
-    need(
+    require(
         hp.checkpoint.interval >= 1,
         f"checkpoint.interval must be >= 1, got {hp.checkpoint.interval}",
     )
     threads = hp.device.num_threads
-    need(threads is None or threads >= 1, f"device.num_threads must be >= 1, got {threads}")
+    require(threads is None or threads >= 1, f"device.num_threads must be >= 1, got {threads}")
     for key in ("rollout_sample_period", "num_rollout_samples"):
         value = getattr(hp.logger, key, 0)
-        need(value >= 0, f"logger.{key} must be >= 0, got {value}")
+        require(value >= 0, f"logger.{key} must be >= 0, got {value}")
     from nip.trainers.update_schedule import check_schedule
 
     learning = [
         not agent_is_fixed(scenario.agent_config(handler, s, n)) for n in handler.agent_names
     ]
-    need(
+    require(
         any(learning),
         "no agent learns: every agent is frozen or random (scenario.prover / scenario.verifier "
         ".frozen and .random)",

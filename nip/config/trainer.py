@@ -3,12 +3,7 @@
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from nip.errors import NipConfigError
-
-
-def _need(condition: bool, message: str) -> None:
-    if not condition:
-        raise NipConfigError(message)
+from nip.errors import require
 
 
 def shares_body(trainer_cfg: Any) -> bool:
@@ -110,7 +105,7 @@ class PpoTrainerConfig:
 
         frame = get_scenario(hp.scenario.name).frame_bytes(hp, handler)
         frames = 2 * self.frames_per_batch * frame
-        _need(
+        require(
             frames <= available,
             f"trainer.frames_per_batch={self.frames_per_batch} needs about {frames / 1e9:,.1f} GB "
             f"for one iteration's frames (the batch and the replay buffer), more than the "
@@ -148,39 +143,39 @@ class PpoTrainerConfig:
         )
         for key in counts:
             value = getattr(self, key)
-            _need(value >= 1, f"trainer.{key} must be at least 1, got {value}")
-        _need(self.lr >= 0, f"trainer.lr must be non-negative, got {self.lr}")
-        _need(self.num_test_passes >= 1, "trainer.num_test_passes must be at least 1")
-        _need(
+            require(value >= 1, f"trainer.{key} must be at least 1, got {value}")
+        require(self.lr >= 0, f"trainer.lr must be non-negative, got {self.lr}")
+        require(self.num_test_passes >= 1, "trainer.num_test_passes must be at least 1")
+        require(
             self.test_interval >= 0, f"trainer.test_interval must be >= 0, got {self.test_interval}"
         )
-        _need(self.num_normalization_frames >= 1, "trainer.num_normalization_frames must be >= 1")
+        require(self.num_normalization_frames >= 1, "trainer.num_normalization_frames must be >= 1")
         steps = self.steps(hp.protocol)
-        _need(steps >= 1, "trainer.steps_per_env must be at least 1")
-        _need(
+        require(steps >= 1, "trainer.steps_per_env must be at least 1")
+        require(
             self.frames_per_batch % steps == 0,
             f"trainer.frames_per_batch ({self.frames_per_batch}) is not divisible by the steps "
             f"per environment ({steps}; trainer.steps_per_env or protocol.max_message_rounds)",
         )
-        _need(
+        require(
             self.minibatch_size <= self.frames_per_batch,
             f"trainer.minibatch_size ({self.minibatch_size}) is larger than "
             f"trainer.frames_per_batch ({self.frames_per_batch})",
         )
-        _need(
+        require(
             self.frames_per_batch % self.minibatch_size == 0,
             f"trainer.frames_per_batch ({self.frames_per_batch}) is not divisible by "
             f"trainer.minibatch_size ({self.minibatch_size})",
         )
-        _need(
+        require(
             self.max_grad_norm > 0,
             f"trainer.max_grad_norm must be positive, got {self.max_grad_norm}",
         )
-        _need(
+        require(
             self.pretrain_lr >= 0,
             f"trainer.pretrain_lr must be non-negative, got {self.pretrain_lr}",
         )
-        _need(
+        require(
             hp.loss.name in self.LOSSES,
             f"trainer={self.name} works with loss={' or loss='.join(self.LOSSES)}, "
             f"not loss={hp.loss.name}",
@@ -243,21 +238,21 @@ class SpgTrainerConfig(PpoTrainerConfig):
         super().check(hp, handler)
         from nip.objectives.opponent_shaping import VARIANTS
 
-        _need(
+        require(
             self.variant in VARIANTS,
             f"trainer.variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}",
         )
-        _need(self.ihvp_rank >= 1, f"trainer.ihvp_rank must be at least 1, got {self.ihvp_rank}")
-        _need(self.ihvp_rho > 0, f"trainer.ihvp_rho must be positive, got {self.ihvp_rho}")
+        require(self.ihvp_rank >= 1, f"trainer.ihvp_rank must be at least 1, got {self.ihvp_rank}")
+        require(self.ihvp_rho > 0, f"trainer.ihvp_rho must be positive, got {self.ihvp_rho}")
         steps = self.steps(hp.protocol)
-        _need(
+        require(
             self.minibatch_size % steps == 0,
             f"trainer=spg samples whole environment rows: trainer.minibatch_size "
             f"({self.minibatch_size}) must be a multiple of the steps per environment ({steps})",
         )
         if self.stackelberg_sequence is not None:
             named = sorted(a for group in self.stackelberg_sequence for a in group)
-            _need(
+            require(
                 named == sorted(handler.agent_names),
                 f"trainer.stackelberg_sequence must name every agent once "
                 f"({', '.join(handler.agent_names)}), got {self.stackelberg_sequence}",
@@ -309,19 +304,23 @@ class SoloAgentTrainerConfig:
         ------
         NipConfigError
         """
-        _need(self.num_epochs >= 1, f"trainer.num_epochs must be at least 1, got {self.num_epochs}")
-        _need(self.batch_size >= 1, f"trainer.batch_size must be at least 1, got {self.batch_size}")
-        _need(self.lr > 0, f"trainer.lr must be positive, got {self.lr}")
-        _need(
+        require(
+            self.num_epochs >= 1, f"trainer.num_epochs must be at least 1, got {self.num_epochs}"
+        )
+        require(
+            self.batch_size >= 1, f"trainer.batch_size must be at least 1, got {self.batch_size}"
+        )
+        require(self.lr > 0, f"trainer.lr must be positive, got {self.lr}")
+        require(
             0 <= self.test_size < 1,
             f"trainer.test_size must be in [0, 1), got {self.test_size}",
         )
-        _need(
+        require(
             hp.schedule.name == "constant",
             f"trainer=solo_agent trains every learning agent in every epoch; "
             f"schedule={hp.schedule.name} does not apply to it",
         )
-        _need(
+        require(
             hp.base_run.run_id is None,
             "trainer=solo_agent starts from freshly initialised bodies; base_run.run_id is "
             "not supported with it",

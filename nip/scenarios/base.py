@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 from torchrl.envs import EnvBase
 
+from nip.agents import SupervisedView, parameter_groups, whole_body
+from nip.environment import ProtocolEnvironment
 from nip.protocols.base import ProtocolHandler
 from nip.registry import Registry
 
@@ -40,6 +42,8 @@ class Scenario(ABC):
     config_schema: ClassVar[type]
     # Names of labels 0 and 1 in statistics (``accuracy_<name>``, ``<label 1>_fraction``).
     label_names: ClassVar[tuple[str, str]]
+    # The scenario's environment (what an example looks like; messages point at its items).
+    environment: ClassVar[type[ProtocolEnvironment]]
     # Observation keys the combined policy and value modules read, in their argument order.
     policy_in_keys: ClassVar[tuple[str, ...]]
     value_in_keys: ClassVar[tuple[str, ...]]
@@ -58,7 +62,6 @@ class Scenario(ABC):
         """Named per-example integer strata for accuracy breakdowns (-1: in none)."""
 
     # -- environment and agents ------------------------------------------------------------
-    @abstractmethod
     def build_environment(
         self,
         dataset: Any,
@@ -70,7 +73,21 @@ class Scenario(ABC):
         shuffle: bool = True,
         device: torch.device | str = "cpu",
     ) -> EnvBase:
-        """A batched TorchRL environment of ``num_envs`` episodes over ``dataset``."""
+        """A batched :attr:`environment` of ``num_envs`` episodes over ``dataset``."""
+        return self.environment(
+            dataset,
+            protocol_handler,
+            num_envs,
+            message_size=scenario_cfg.message_size,
+            seed=seed,
+            shuffle=shuffle,
+            device=device,
+            **self.environment_kwargs(scenario_cfg),
+        )
+
+    def environment_kwargs(self, scenario_cfg: Any) -> dict[str, Any]:
+        """Constructor arguments of :attr:`environment` beyond the shared ones."""
+        return {}
 
     @abstractmethod
     def build_agents(
@@ -83,7 +100,22 @@ class Scenario(ABC):
     ) -> tuple[nn.Module, nn.Module]:
         """The combined policy and value modules (agent dimension), seeded by ``seed``."""
 
+    def split_body(self, body: nn.Module, agent_cfg: Any, role: str) -> list:
+        """A body's parts with their learning-rate factors (see :data:`nip.agents.BodySplit`;
+        default: the whole body, factor 1)."""
+        return whole_body(body, agent_cfg, role)
+
     @abstractmethod
+    def solo_head(self, scenario_cfg: Any, agent_cfg: Any) -> nn.Module:
+        """A fresh head from a body's example representation to 2 logits (solo training)."""
+
+    def agent_configs(self, protocol_handler: ProtocolHandler, scenario_cfg: Any) -> dict:
+        """Agent name -> its config, for every agent of the protocol."""
+        return {
+            name: self.agent_config(protocol_handler, scenario_cfg, name)
+            for name in protocol_handler.agent_names
+        }
+
     def parameter_groups(
         self,
         policy: nn.Module,
@@ -92,9 +124,11 @@ class Scenario(ABC):
         protocol_handler: ProtocolHandler,
         base_lr: float,
     ) -> list[dict]:
-        """Optimizer groups ``{"params", "lr", "name": "<agent>.<part>"}`` of every agent."""
+        """Optimizer groups ``{"params", "lr", "name": "<agent>.<part>"}`` of every agent
+        (see :func:`nip.agents.parameter_groups`; the body split as :meth:`split_body`)."""
+        configs = self.agent_configs(protocol_handler, scenario_cfg)
+        return parameter_groups(policy, value, configs, base_lr, self.split_body)
 
-    @abstractmethod
     def supervised_view(
         self,
         policy: nn.Module,
@@ -102,8 +136,24 @@ class Scenario(ABC):
         scenario_cfg: Any,
         observation_stats: dict[str, dict[str, Tensor]] | None = None,
         device: torch.device | str = "cpu",
-    ) -> Any:
-        """The dataset as the bodies see it before any message, for solo training."""
+    ) -> SupervisedView:
+        """The dataset as the bodies see it before any message, for solo training: the
+        example observations the policy reads (in its key order), labels, strata, solo heads
+        from :meth:`solo_head` and the body split of :meth:`split_body`."""
+        tensors = self.environment.example_tensors(dataset)
+        examples = tuple(tensors[key] for key in self.policy_in_keys if key in tensors)
+        return SupervisedView(
+            policy,
+            examples,
+            dataset.y,
+            self.strata(dataset),
+            self.label_names,
+            self.agent_configs(policy.protocol_handler, scenario_cfg),
+            lambda agent_cfg: self.solo_head(scenario_cfg, agent_cfg),
+            self.split_body,
+            observation_stats,
+            device,
+        )
 
     def agent_config(
         self, protocol_handler: ProtocolHandler, scenario_cfg: Any, agent_name: str

@@ -91,6 +91,9 @@ class SoloAgentTrainer(CheckpointedTrainer):
             from nip.errors import NipConfigError
 
             raise NipConfigError(str(e)) from None
+        # The label-1 share of the examples trained on (the same every epoch).
+        labels = self.train_view.labels(self.train_indices.to(self.device))
+        self._train_share = labels.double().mean().item()
         self.classifiers = SoloClassifiers(
             self.train_view,
             self.agent_names,
@@ -173,8 +176,7 @@ class SoloAgentTrainer(CheckpointedTrainer):
             for name, values in results.items():
                 stats[f"{name}.loss"] = values["loss"]
                 stats[f"{name}.accuracy"] = values["accuracy"]
-            labels = self.train_view.labels(self.train_indices.to(self.device))
-            stats[share_key(self.scenario.label_names)] = labels.double().mean().item()
+            stats[share_key(self.scenario.label_names)] = self._train_share
             if len(self.heldout_indices):
                 stats.update(self._measure(self.train_view, self.heldout_indices, "heldout_"))
             stats.update(

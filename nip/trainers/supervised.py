@@ -53,8 +53,9 @@ class SoloClassifiers(nn.Module):
         Per agent, whether it is trained (frozen and random agents are not).
     seed : int
         Seeds the heads' initialisation.
-    lr : float
-        Learning rate of the heads (and of the bodies, see ``body_lr_factors``).
+    lr : float or None
+        Learning rate of the heads (and of the bodies, see ``body_lr_factors``); ``None``
+        builds no optimizer (classifiers that are only evaluated).
     body_lr_factors : bool
         Scale the bodies' learning rates by the agents' body factors.
     """
@@ -66,8 +67,8 @@ class SoloClassifiers(nn.Module):
         learning: tuple[bool, ...],
         *,
         seed: int,
-        lr: float,
-        body_lr_factors: bool,
+        lr: float | None,
+        body_lr_factors: bool = False,
     ):
         super().__init__()
         self.view = view
@@ -77,6 +78,9 @@ class SoloClassifiers(nn.Module):
         )
         self.agent_index = {name: agent_names.index(name) for name in self.trained}
         self.heads = nn.ModuleDict({name: view.solo_head(name, seed) for name in self.trained})
+        self.optimizer: torch.optim.Optimizer | None = None
+        if lr is None:
+            return
         groups = []
         for name in self.trained:
             groups += view.body_parameter_groups(name, lr, body_lr_factors)

@@ -16,7 +16,6 @@ from torch import Tensor, nn
 
 from nip.agents import CombinedPolicy as SharedCombinedPolicy
 from nip.agents import CombinedValue as SharedCombinedValue
-from nip.agents import parameter_groups as shared_parameter_groups
 from nip.agents import seeded, visible_channels
 from nip.protocols.base import ProtocolHandler
 from nip.scenarios.base import agent_config
@@ -599,39 +598,3 @@ def split_gnn(body: GraphIsoAgentBody, cfg: GraphIsoAgentConfig, role: str) -> l
     gnn_ids = {id(q) for q in gnn}
     rest = [q for q in body.parameters() if id(q) not in gnn_ids]
     return [("gnn", gnn, getattr(cfg.gnn_lr_factor, role)), ("body", rest, 1.0)]
-
-
-def parameter_groups(
-    policy: CombinedPolicy,
-    value: CombinedValue,
-    scenario_cfg: GraphIsoScenarioConfig,
-    protocol_handler: ProtocolHandler,
-    base_lr: float,
-) -> list[dict]:
-    """Optimizer parameter groups with per-agent, per-part learning rates.
-
-    As :func:`nip.agents.parameter_groups`, with the GNN as a body part of its own. For
-    agent ``name`` with config ``cfg`` (prover or verifier architecture), writing
-    ``ag, bd, gn`` for ``cfg.agent_lr_factor``, ``cfg.body_lr_factor``, ``cfg.gnn_lr_factor``:
-
-    ===============  ===================================  =================================
-    group            parameters                           lr / base
-    ===============  ===================================  =================================
-    ``actor_gnn``    ``policy.bodies[name].gnn``          ag.actor * bd.actor * gn.actor
-    ``actor_body``   rest of ``policy.bodies[name]``      ag.actor * bd.actor
-    ``actor_head``   ``policy.heads[name]``               ag.actor
-    ``critic_gnn``   ``value.bodies[name].gnn``           ag.critic * bd.critic * gn.critic
-    ``critic_body``  rest of ``value.bodies[name]``       ag.critic * bd.critic
-    ``critic_head``  ``value.value_heads[name]``          ag.critic
-    ===============  ===================================  =================================
-
-    Returns
-    -------
-    list of dict
-        ``{"params": [...], "lr": float, "name": "<agent>.<group>"}``.
-    """
-    configs = {
-        name: agent_config(protocol_handler, scenario_cfg, name)
-        for name in protocol_handler.agent_names
-    }
-    return shared_parameter_groups(policy, value, configs, base_lr, split_gnn)

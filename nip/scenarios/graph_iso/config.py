@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from nip.config.agent import AgentConfig, LrFactors
+from nip.errors import require
 
 
 @dataclass
@@ -25,6 +26,31 @@ class GraphIsoAgentConfig(AgentConfig):
     num_node_selector_layers: int = 2
     use_pair_invariant_pooling: bool = True
     gnn_lr_factor: LrFactors = field(default_factory=LrFactors)
+
+    SIZE_FIELDS = (
+        *AgentConfig.SIZE_FIELDS,
+        "num_gnn_layers",
+        "d_gnn",
+        "d_gin_mlp",
+        "num_heads",
+        "d_transformer",
+        "d_transformer_mlp",
+        "d_node_selector",
+        "num_node_selector_layers",
+    )
+    LR_FACTOR_FIELDS = (*AgentConfig.LR_FACTOR_FIELDS, "gnn_lr_factor")
+
+    def check(self, role: str, shared_body: bool) -> None:  # noqa: D102
+        super().check(role, shared_body)
+        require(
+            self.num_transformer_layers >= 0,
+            f"scenario.{role}.num_transformer_layers must be >= 0",
+        )
+        require(
+            self.d_transformer % self.num_heads == 0,
+            f"scenario.{role}.d_transformer ({self.d_transformer}) is not divisible by "
+            f"num_heads ({self.num_heads})",
+        )
 
 
 @dataclass

@@ -31,7 +31,8 @@ class GraphIsoEnvironment(ProtocolEnvironment):
         """``N``, the padded number of nodes per graph."""
         return self.dataset.max_nodes
 
-    def example_tensors(self, dataset: GraphPairDataset) -> dict[str, Tensor]:
+    @classmethod
+    def example_tensors(cls, dataset: GraphPairDataset) -> dict[str, Tensor]:
         """Both graphs' adjacency matrices and node masks."""
         return {"adjacency": dataset.adjacency, "node_mask": dataset.node_mask}
 

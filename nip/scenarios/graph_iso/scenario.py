@@ -5,11 +5,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torchrl.envs import EnvBase
 
-from nip.agents import SupervisedView
 from nip.config.trainer import shares_body
-from nip.errors import NipConfigError
+from nip.errors import require
 from nip.protocols.base import ProtocolHandler
 from nip.scenarios.base import SCENARIO_REGISTRY, Scenario
 from nip.scenarios.graph_iso import agents
@@ -21,28 +19,7 @@ from nip.scenarios.graph_iso.dataset import (
     load_pairs_file,
 )
 from nip.scenarios.graph_iso.environment import GraphIsoEnvironment
-from nip.scenarios.graph_iso.supervised import supervised_view
-
-# Agent sizes that must be positive (widths, head and layer counts of the GNN and MLPs).
-WIDTH_FIELDS = (
-    "num_gnn_layers",
-    "d_gnn",
-    "d_gin_mlp",
-    "num_heads",
-    "d_transformer",
-    "d_transformer_mlp",
-    "d_node_selector",
-    "num_node_selector_layers",
-    "d_decider",
-    "num_decider_layers",
-    "d_value",
-    "num_value_layers",
-)
-
-
-def _need(condition: bool, message: str) -> None:
-    if not condition:
-        raise NipConfigError(message)
+from nip.scenarios.graph_iso.supervised import SoloHead
 
 
 @SCENARIO_REGISTRY.register("graph_iso")
@@ -50,6 +27,7 @@ class GraphIsoScenario(Scenario):
     """Are two graphs isomorphic? Provers point at nodes; the verifier decides."""
 
     config_schema = GraphIsoScenarioConfig
+    environment = GraphIsoEnvironment
     label_names = ("non_isomorphic", "isomorphic")
     policy_in_keys = ("x", "message", "message_history", "adjacency", "node_mask", "round")
     value_in_keys = ("x", "message", "adjacency", "node_mask", "round")
@@ -68,28 +46,6 @@ class GraphIsoScenario(Scenario):
         """The Weisfeiler-Lehman score of each pair (-1 for isomorphic pairs)."""
         return {"wl_score": dataset.wl_score}
 
-    def build_environment(
-        self,
-        dataset: GraphPairDataset,
-        protocol_handler: ProtocolHandler,
-        num_envs: int,
-        scenario_cfg: GraphIsoScenarioConfig,
-        *,
-        seed: int,
-        shuffle: bool = True,
-        device: torch.device | str = "cpu",
-    ) -> EnvBase:
-        """:class:`GraphIsoEnvironment` over ``dataset``."""
-        return GraphIsoEnvironment(
-            dataset,
-            protocol_handler,
-            num_envs,
-            message_size=scenario_cfg.message_size,
-            seed=seed,
-            shuffle=shuffle,
-            device=device,
-        )
-
     def build_agents(
         self,
         protocol_handler: ProtocolHandler,
@@ -103,27 +59,13 @@ class GraphIsoScenario(Scenario):
             protocol_handler, scenario_cfg, dataset.max_nodes, seed, use_shared_body
         )
 
-    def parameter_groups(
-        self,
-        policy: nn.Module,
-        value: nn.Module,
-        scenario_cfg: GraphIsoScenarioConfig,
-        protocol_handler: ProtocolHandler,
-        base_lr: float,
-    ) -> list[dict]:
-        """See :func:`nip.scenarios.graph_iso.agents.parameter_groups`."""
-        return agents.parameter_groups(policy, value, scenario_cfg, protocol_handler, base_lr)
+    def split_body(self, body: nn.Module, agent_cfg: Any, role: str) -> list:
+        """The GNN (with ``gnn_lr_factor``) and the rest of the body."""
+        return agents.split_gnn(body, agent_cfg, role)
 
-    def supervised_view(
-        self,
-        policy: nn.Module,
-        dataset: GraphPairDataset,
-        scenario_cfg: GraphIsoScenarioConfig,
-        observation_stats: dict[str, dict[str, Tensor]] | None = None,
-        device: torch.device | str = "cpu",
-    ) -> SupervisedView:
-        """The pairs as the bodies see them at round 0."""
-        return supervised_view(policy, dataset, scenario_cfg, observation_stats, device)
+    def solo_head(self, scenario_cfg: GraphIsoScenarioConfig, agent_cfg: Any) -> nn.Module:
+        """An MLP from both graphs' representations to reject/accept logits."""
+        return SoloHead(scenario_cfg.d_representation, agent_cfg.d_decider, agent_cfg.activation)
 
     def check(self, hp: Any, handler: ProtocolHandler) -> None:
         """Dataset, graph and architecture settings (one line each).
@@ -133,48 +75,24 @@ class GraphIsoScenario(Scenario):
         NipConfigError
         """
         s = hp.scenario
-        _need(s.num_train_pairs >= 1 and s.num_test_pairs >= 1, "dataset sizes must be positive")
-        _need(
+        require(s.num_train_pairs >= 1 and s.num_test_pairs >= 1, "dataset sizes must be positive")
+        require(
             len(s.graph_sizes) > 0 and min(s.graph_sizes) >= 2, "scenario.graph_sizes: >= 2 nodes"
         )
-        _need(
+        require(
             len(s.edge_probabilities) > 0 and all(0 < q < 1 for q in s.edge_probabilities),
             "scenario.edge_probabilities must be in (0, 1)",
         )
-        _need(s.message_size >= 1, "scenario.message_size must be at least 1")
-        _need(s.wl_iterations >= 1, "scenario.wl_iterations must be at least 1")
-        _need(s.d_representation >= 1, "scenario.d_representation must be at least 1")
-        _need(
+        require(s.message_size >= 1, "scenario.message_size must be at least 1")
+        require(s.wl_iterations >= 1, "scenario.wl_iterations must be at least 1")
+        require(s.d_representation >= 1, "scenario.d_representation must be at least 1")
+        require(
             max(s.graph_sizes) <= MAX_NODES,
             f"scenario.graph_sizes: at most {MAX_NODES} nodes are supported, "
             f"got {max(s.graph_sizes)}",
         )
         for role in ("prover", "verifier"):
-            a = getattr(s, role)
-            _need(
-                a.activation in ("tanh", "relu", "sigmoid"),
-                f"scenario.{role}.activation must be tanh, relu or sigmoid",
-            )
-            for key in WIDTH_FIELDS:
-                value = getattr(a, key)
-                _need(value >= 1, f"scenario.{role}.{key} must be at least 1, got {value}")
-            _need(
-                a.num_transformer_layers >= 0,
-                f"scenario.{role}.num_transformer_layers must be >= 0",
-            )
-            _need(
-                a.d_transformer % a.num_heads == 0,
-                f"scenario.{role}.d_transformer ({a.d_transformer}) is not divisible by "
-                f"num_heads ({a.num_heads})",
-            )
-            if shares_body(hp.trainer):
-                _need(
-                    a.agent_lr_factor.actor == a.agent_lr_factor.critic
-                    and a.body_lr_factor.actor == a.body_lr_factor.critic
-                    and a.gnn_lr_factor.actor == a.gnn_lr_factor.critic,
-                    f"trainer.use_shared_body=true needs equal actor and critic lr factors "
-                    f"for scenario.{role}",
-                )
+            getattr(s, role).check(role, shares_body(hp.trainer))
 
     def frame_bytes(self, hp: Any, handler: ProtocolHandler) -> int:
         """Message history (and its normalised copy), message, adjacency and every agent's

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nip.agents import CombinedPolicy, CombinedValue, seeded, visible_channels
-from nip.agents import parameter_groups as shared_parameter_groups
 from nip.protocols.base import ProtocolHandler
 from nip.scenarios.base import agent_config
 from nip.scenarios.image_classification.config import (
@@ -271,19 +270,3 @@ def build_combined_agents(
     policy = CombinedPolicy(protocol_handler, actor_bodies, heads, items, s.message_size)
     value = CombinedValue(protocol_handler, critic_bodies, value_heads, items)
     return policy, value
-
-
-def parameter_groups(
-    policy: CombinedPolicy,
-    value: CombinedValue,
-    scenario_cfg: ImageClassificationScenarioConfig,
-    protocol_handler: ProtocolHandler,
-    base_lr: float,
-) -> list[dict]:
-    """``actor_body``, ``actor_head``, ``critic_body``, ``critic_head`` per agent (see
-    :func:`nip.agents.parameter_groups`)."""
-    configs = {
-        name: agent_config(protocol_handler, scenario_cfg, name)
-        for name in protocol_handler.agent_names
-    }
-    return shared_parameter_groups(policy, value, configs, base_lr)

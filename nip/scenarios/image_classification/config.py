@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from nip.config.agent import AgentConfig
+from nip.errors import require
 
 
 @dataclass
@@ -30,6 +31,27 @@ class ImageClassificationAgentConfig(AgentConfig):
     kernel_size: int = 3
     d_latent_pixel_selector: int = 16
     num_latent_pixel_selector_layers: int = 2
+
+    SIZE_FIELDS = (
+        *AgentConfig.SIZE_FIELDS,
+        "num_blocks_per_group",
+        "kernel_size",
+        "d_latent_pixel_selector",
+        "num_latent_pixel_selector_layers",
+    )
+
+    def check(self, role: str, shared_body: bool) -> None:  # noqa: D102
+        super().check(role, shared_body)
+        require(
+            self.building_block_type in ("conv2d", "residual"),
+            f"scenario.{role}.building_block_type must be conv2d or residual, "
+            f"got {self.building_block_type!r}",
+        )
+        require(
+            self.kernel_size % 2 == 1,
+            f"scenario.{role}.kernel_size must be odd (same-size convolutions), "
+            f"got {self.kernel_size}",
+        )
 
 
 @dataclass

@@ -58,7 +58,8 @@ class ImageClassificationEnvironment(ProtocolEnvironment):
         """``(H_lat, W_lat)``: the latent pixels."""
         return latent_shape(self.dataset.image_shape, self.num_block_groups)
 
-    def example_tensors(self, dataset: ImageDataset) -> dict[str, Tensor]:
+    @classmethod
+    def example_tensors(cls, dataset: ImageDataset) -> dict[str, Tensor]:
         """The images, as published (uint8)."""
         return {"image": dataset.images}
 

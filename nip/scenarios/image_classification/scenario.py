@@ -6,10 +6,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torchrl.envs import EnvBase
 
-from nip.agents import SupervisedView
-from nip.errors import NipConfigError, NipDataError
+from nip.config.trainer import shares_body
+from nip.errors import NipDataError, require
 from nip.protocols.base import ProtocolHandler
 from nip.scenarios.base import SCENARIO_REGISTRY, Scenario
 from nip.scenarios.image_classification import agents
@@ -60,29 +59,12 @@ def render_messages(image: Tensor, message_history: Tensor) -> np.ndarray:
     return picture.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-# Agent sizes that must be positive.
-SIZE_FIELDS = (
-    "num_blocks_per_group",
-    "kernel_size",
-    "d_latent_pixel_selector",
-    "num_latent_pixel_selector_layers",
-    "d_decider",
-    "num_decider_layers",
-    "d_value",
-    "num_value_layers",
-)
-
-
-def _need(condition: bool, message: str) -> None:
-    if not condition:
-        raise NipConfigError(message)
-
-
 @SCENARIO_REGISTRY.register("image_classification")
 class ImageClassificationScenario(Scenario):
     """Is this image of the chosen kind? Provers point at latent pixels; the verifier decides."""
 
     config_schema = ImageClassificationScenarioConfig
+    environment = ImageClassificationEnvironment
     # Label 1: the image is of the kind asked about (the second selected class, a class of
     # the merged half, ...).
     label_names = ("negative", "positive")
@@ -116,29 +98,6 @@ class ImageClassificationScenario(Scenario):
         """The source class of each image."""
         return {"class": dataset.classes}
 
-    def build_environment(
-        self,
-        dataset: ImageDataset,
-        protocol_handler: ProtocolHandler,
-        num_envs: int,
-        scenario_cfg: ImageClassificationScenarioConfig,
-        *,
-        seed: int,
-        shuffle: bool = True,
-        device: torch.device | str = "cpu",
-    ) -> EnvBase:
-        """:class:`ImageClassificationEnvironment` over ``dataset``."""
-        return ImageClassificationEnvironment(
-            dataset,
-            protocol_handler,
-            num_envs,
-            num_block_groups=scenario_cfg.num_block_groups,
-            message_size=scenario_cfg.message_size,
-            seed=seed,
-            shuffle=shuffle,
-            device=device,
-        )
-
     def build_agents(
         self,
         protocol_handler: ProtocolHandler,
@@ -152,48 +111,17 @@ class ImageClassificationScenario(Scenario):
             protocol_handler, scenario_cfg, dataset.image_shape, seed, use_shared_body
         )
 
-    def parameter_groups(
-        self,
-        policy: nn.Module,
-        value: nn.Module,
-        scenario_cfg: ImageClassificationScenarioConfig,
-        protocol_handler: ProtocolHandler,
-        base_lr: float,
-    ) -> list[dict]:
-        """See :func:`nip.scenarios.image_classification.agents.parameter_groups`."""
-        return agents.parameter_groups(policy, value, scenario_cfg, protocol_handler, base_lr)
+    def environment_kwargs(self, scenario_cfg: ImageClassificationScenarioConfig) -> dict:
+        """The latent grid: ``num_block_groups`` halvings of the image."""
+        return {"num_block_groups": scenario_cfg.num_block_groups}
 
-    def supervised_view(
-        self,
-        policy: nn.Module,
-        dataset: ImageDataset,
-        scenario_cfg: ImageClassificationScenarioConfig,
-        observation_stats: dict[str, dict[str, Tensor]] | None = None,
-        device: torch.device | str = "cpu",
-    ) -> SupervisedView:
-        """The images as the bodies see them at round 0; solo heads on the image
-        representation; accuracy broken down by class."""
-        configs = {
-            name: self.agent_config(policy.protocol_handler, scenario_cfg, name)
-            for name in policy.agent_names
-        }
-
-        def solo_head(cfg: Any) -> nn.Module:
-            head = mlp(scenario_cfg.d_representation, cfg.d_decider, 2, 2, cfg.activation)
-            orthogonal_init_(head)
-            return head
-
-        return SupervisedView(
-            policy,
-            (dataset.images,),
-            dataset.y,
-            self.strata(dataset),
-            self.label_names,
-            configs,
-            solo_head,
-            observation_stats=observation_stats,
-            device=device,
-        )
+    def solo_head(
+        self, scenario_cfg: ImageClassificationScenarioConfig, agent_cfg: Any
+    ) -> nn.Module:
+        """An MLP from the image representation to reject/accept logits."""
+        head = mlp(scenario_cfg.d_representation, agent_cfg.d_decider, 2, 2, agent_cfg.activation)
+        orthogonal_init_(head)
+        return head
 
     def check(self, hp: Any, handler: ProtocolHandler) -> None:
         """Dataset, grid and architecture settings (one line each).
@@ -204,35 +132,18 @@ class ImageClassificationScenario(Scenario):
         """
         s = hp.scenario
         check_dataset_settings(s)
-        _need(s.num_block_groups >= 0, "scenario.num_block_groups must be >= 0")
+        require(s.num_block_groups >= 0, "scenario.num_block_groups must be >= 0")
         for key in ("initial_num_channels", "d_representation", "message_size"):
             value = getattr(s, key)
-            _need(value >= 1, f"scenario.{key} must be at least 1, got {value}")
+            require(value >= 1, f"scenario.{key} must be at least 1, got {value}")
         image_shape = SOURCES[s.dataset].image_shape
-        _need(
+        require(
             min(latent_shape(image_shape, s.num_block_groups)) >= 1,
             f"scenario.num_block_groups={s.num_block_groups} halves the {image_shape[1]}x"
             f"{image_shape[2]} images of {s.dataset} to nothing",
         )
         for role in ("prover", "verifier"):
-            a = getattr(s, role)
-            _need(
-                a.activation in ("tanh", "relu", "sigmoid"),
-                f"scenario.{role}.activation must be tanh, relu or sigmoid",
-            )
-            _need(
-                a.building_block_type in ("conv2d", "residual"),
-                f"scenario.{role}.building_block_type must be conv2d or residual, "
-                f"got {a.building_block_type!r}",
-            )
-            for key in SIZE_FIELDS:
-                value = getattr(a, key)
-                _need(value >= 1, f"scenario.{role}.{key} must be at least 1, got {value}")
-            _need(
-                a.kernel_size % 2 == 1,
-                f"scenario.{role}.kernel_size must be odd (same-size convolutions), "
-                f"got {a.kernel_size}",
-            )
+            getattr(s, role).check(role, shares_body(hp.trainer))
 
     def frame_bytes(self, hp: Any, handler: ProtocolHandler) -> int:
         """Message history (and its normalised copy), message and every agent's pixel

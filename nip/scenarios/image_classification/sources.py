@@ -165,12 +165,13 @@ def read_cifar100(directory: Path) -> tuple[RawSplit, RawSplit]:
 
 def _svhn_split(path: Path) -> RawSplit:
     from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError
 
     try:
         mat = loadmat(path)
         x, y = mat["X"], mat["y"]
-    except (OSError, ValueError, KeyError, NotImplementedError, MatReadError) as e:
+    # scipy raises several types for a file that is not a MATLAB v5 file with X and y
+    # (a MATLAB 7.3 / HDF5 file among them); each is the same one-line error here.
+    except Exception as e:
         raise NipDataError(f"{path}: cannot read it as SVHN's .mat file ({e})") from None
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != y.size:
         raise NipDataError(f"{path}: X {x.shape} and y {y.shape} are not SVHN's 32x32x3xN and N")

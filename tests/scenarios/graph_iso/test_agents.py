@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from nip.config.protocol import ProtocolConfig
 from nip.protocols import build_protocol_handler
 from nip.protocols.base import DeterministicProtocolHandler
+from nip.scenarios import get_scenario
 from nip.scenarios.graph_iso.agents import (
     CombinedPolicy,
     CombinedValue,
@@ -21,7 +22,6 @@ from nip.scenarios.graph_iso.agents import (
     build_combined_agents,
     graph_pair_attention_allowed,
     graph_pair_attention_bias,
-    parameter_groups,
 )
 from nip.scenarios.graph_iso.config import GraphIsoAgentConfig, GraphIsoScenarioConfig, LrFactors
 from nip.utils.nn import MASKED_LOGIT, TransformerEncoderLayer, fast_tanh, mlp, orthogonal_init_
@@ -593,7 +593,9 @@ def test_parameter_groups_reference_numbers_shared_body():
     scenario = dataclasses.replace(PAPER, prover=prover)
     handler = nip_handler(8)
     policy, value = build_combined_agents(handler, scenario, N, seed=0, use_shared_body=True)
-    groups = parameter_groups(policy, value, scenario, handler, base_lr=3.0)
+    groups = get_scenario("graph_iso").parameter_groups(
+        policy, value, scenario, handler, base_lr=3.0
+    )
     lrs = _lr_by_name(groups)
     assert lrs["prover.actor_gnn"] == pytest.approx(0.03)
     assert lrs["prover.actor_body"] == pytest.approx(0.3)
@@ -619,7 +621,9 @@ def test_parameter_groups_reference_numbers_unshared_bodies():
     scenario = dataclasses.replace(PAPER, prover=agent)
     handler = nip_handler(8)
     policy, value = build_combined_agents(handler, scenario, N, seed=0, use_shared_body=False)
-    groups = parameter_groups(policy, value, scenario, handler, base_lr=3.0)
+    groups = get_scenario("graph_iso").parameter_groups(
+        policy, value, scenario, handler, base_lr=3.0
+    )
     lrs = _lr_by_name(groups)
     assert lrs["prover.actor_gnn"] == pytest.approx(0.03)
     assert lrs["prover.critic_gnn"] == pytest.approx(300.0)
@@ -646,7 +650,9 @@ def test_zero_learning_rate_freezes():
     scenario = dataclasses.replace(PAPER, verifier=verifier)
     handler = nip_handler(8)
     policy, value = build_combined_agents(handler, scenario, N, seed=0, use_shared_body=False)
-    groups = parameter_groups(policy, value, scenario, handler, base_lr=1.0)
+    groups = get_scenario("graph_iso").parameter_groups(
+        policy, value, scenario, handler, base_lr=1.0
+    )
     names = set(_lr_by_name(groups))
     assert "verifier.actor_gnn" not in names and "verifier.actor_body" in names
     assert not any(n.startswith("verifier.critic") for n in names)

@@ -27,7 +27,7 @@ from nip.scenarios.image_classification.config import (
 from nip.scenarios.image_classification.dataset import ImageDataset
 from nip.scenarios.image_classification.environment import ImageClassificationEnvironment
 from nip.utils.nn import MASKED_LOGIT
-from tests.helpers import read_metrics, run_settings, tiny_hyper_params
+from tests.helpers import interrupt_on_call, read_metrics, run_settings, tiny_hyper_params
 from tests.test_protocol_catalogue import PROTOCOLS
 from tests.test_zero_knowledge import zk
 
@@ -203,16 +203,7 @@ def test_stop_and_resume_is_exact(tmp_path):
     expected = read_metrics(tmp_path / "straight")
     s = run_settings(tmp_path / "crashed")
     trainer = build_trainer(hp, build_scenario_instance(hp, s), s)
-    original = trainer._train_on_replay_buffer
-    calls = []
-
-    def crash_on_second():
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original()
-
-    trainer._train_on_replay_buffer = crash_on_second
+    interrupt_on_call(trainer, "_train_on_replay_buffer", 2)
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     assert load_checkpoint_file(s.run_dir / "checkpoints" / "state.pt")["iteration"] == 1
@@ -332,3 +323,24 @@ def test_rollout_samples_table_shows_the_image(tmp_path, monkeypatch):
     pictures = logged["rollout_samples_image"]
     assert len(pictures) == len(samples) and isinstance(pictures[0], wandb.Image)
     assert pictures[0]._caption.startswith(f"datapoint {samples[0]['datapoint_id']}: ")
+
+
+def test_shared_body_needs_equal_actor_and_critic_factors(tmp_path):
+    """Checked for every scenario's agents (image agents were not checked at first)."""
+    from nip.config.agent import LrFactors
+
+    hp = tiny_ic_hyper_params(tmp_path)
+    hp.trainer.use_shared_body = True
+    validate_hyper_params(hp)
+    hp.scenario.prover.body_lr_factor = LrFactors(actor=1.0, critic=0.5)
+    with pytest.raises(
+        NipConfigError, match="needs equal actor and critic lr factors for scenario.prover"
+    ):
+        validate_hyper_params(hp)
+    hp = tiny_ic_hyper_params(
+        tmp_path, verifier=dataclasses.replace(tiny_agent(1), activation="gelu")
+    )
+    with pytest.raises(
+        NipConfigError, match="scenario.verifier.activation must be tanh, relu or sigmoid"
+    ):
+        validate_hyper_params(hp)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from nip.objectives.opponent_shaping import (
+    IllConditionedHessianError,
     ShapingSettings,
     flat_grad,
     nystrom_ihvp,
@@ -195,3 +196,104 @@ def test_unknown_variant_is_refused():
     x = torch.tensor(1.0, requires_grad=True)
     with pytest.raises(ValueError, match="unknown variant 'nonsense'"):
         shaped_updates([x * x], [[x]], [[0]], ShapingSettings(variant="nonsense"))
+
+
+# An asymmetric game where every term differs: L_x = x^2 y (leader), L_y = -x y + y^2
+# (follower). By hand: xi = (2xy, 2y - x); the leader's loss through the follower is
+# grad_y L_x = x^2; d(xi_y)/dx = -1; H_yy = 2; with the follower's look-ahead step alpha,
+#   OS_x = alpha * d/dx [xi_y * x^2] = -alpha x^2     (x^2 held constant),
+#   HG_x = alpha * d/dx [x^2 * xi_y] = 2 alpha x xi_y (xi_y held constant),
+#   SPG correction = d/dx [xi_y * (H_yy + rho)^-1 x^2] = -x^2 / (2 + rho).
+def _asymmetric(x, y):
+    return [x**2 * y, -x * y + y**2]
+
+
+def _updates(variant, x, y, alpha=0.0, **settings):
+    x = torch.tensor(x, requires_grad=True)
+    y = torch.tensor(y, requires_grad=True)
+    shaping = ShapingSettings(variant=variant, **settings)
+    ux, uy = shaped_updates(_asymmetric(x, y), [[x], [y]], [[0], [1]], shaping, [0.0, alpha])
+    return ux.item(), uy.item()
+
+
+@pytest.mark.parametrize("variant", ["spg", "pspg"])
+def test_spg_on_the_asymmetric_game_by_hand(variant):
+    """(1.5, -0.5), rho = 0.1: xi_x = -1.5, correction = -2.25 / 2.1, update_x = -1.5 + 2.25/2.1.
+    At the follower's best response y = x / 2 this is d/dx L_x(x, x/2) = 3x^2/2 as rho -> 0."""
+    ux, uy = _updates(variant, 1.5, -0.5, ihvp_rank=1, ihvp_rho=0.1)
+    assert ux == pytest.approx(-1.5 + 2.25 / 2.1, rel=1e-12)
+    assert uy == pytest.approx(-2.5, rel=1e-12)
+    ux, _ = _updates(variant, 1.5, 0.75, ihvp_rank=1, ihvp_rho=1e-6)
+    assert ux == pytest.approx(1.5 * 1.5**2, rel=1e-6)  # the regularisation: O(rho)
+
+
+@pytest.mark.parametrize("variant", ["lola", "pola"])
+def test_lola_on_the_asymmetric_game_by_hand(variant):
+    """(1.5, -0.5), alpha = 0.3: xi = (-1.5, -2.5), OS_x = -0.675, HG_x = 0.9 * -2.5 = -2.25."""
+    ux, uy = _updates(variant, 1.5, -0.5, alpha=0.3, additional_lola_term=True)
+    assert ux == pytest.approx(-1.5 + 2.25 + 0.675, rel=1e-12)
+    assert uy == pytest.approx(-2.5, rel=1e-12)
+    ux, uy = _updates(variant, 1.5, -0.5, alpha=0.3, additional_lola_term=False)
+    assert ux == pytest.approx(-1.5 + 0.675, rel=1e-12)  # the shaping term alone
+    assert uy == pytest.approx(-2.5, rel=1e-12)
+
+
+@pytest.mark.parametrize("variant", ["sos", "psos"])
+def test_sos_p1_branch_on_the_asymmetric_game_by_hand(variant):
+    """(1, -1), alpha = 0.25, a = 0.01, b = 0.1: xi = (-2, -3), OS_x = -0.25, HG_x = -1.5.
+    xi0 = xi - HG = (-0.5, -3); <-OS, xi0> = -0.125 < 0: p1 = min(1, 0.01 * 9.25 / 0.125)
+    = 0.74; |xi|^2 = 13 >= b^2: p2 = 1. p = 0.74; update = xi0 - p OS = (-0.5 + 0.185, -3).
+    Swapping the terms (xi - OS - p HG) would give -2 + 0.25 + 0.74 * 1.5 = -0.64."""
+    ux, uy = _updates(variant, 1.0, -1.0, alpha=0.25, sos_a=0.01, sos_b=0.1)
+    assert ux == pytest.approx(-0.5 + 0.74 * 0.25, rel=1e-12)
+    assert uy == pytest.approx(-3.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("variant", ["sos", "psos"])
+def test_sos_p2_branch_takes_the_raw_gradient_on_the_asymmetric_game(variant):
+    """(0.2, 0.15), alpha = 5, a = 0.5, b = 0.5: xi = (0.06, 0.1), |xi|^2 = 0.0136 < b^2.
+    OS_x = -0.2, HG_x = 5 * 0.04 = 0.2: xi0 = (-0.14, 0.1), |xi0|^2 = 0.0296;
+    <-OS, xi0> = -0.028 < 0: p1 = 0.5 * 0.0296 / 0.028 = 0.529. p2 = 0.0136 (the raw xi's;
+    xi0's would be 0.0296). p = 0.0136; update_x = -0.14 + 0.0136 * 0.2 = -0.13728."""
+    ux, uy = _updates(variant, 0.2, 0.15, alpha=5.0, sos_a=0.5, sos_b=0.5)
+    assert ux == pytest.approx(-0.14 + 0.0136 * 0.2, rel=1e-12)
+    assert uy == pytest.approx(0.1, rel=1e-12)
+
+
+def test_sos_with_p_one_is_lola():
+    """(1.5, -0.5), alpha = 0.3: <-OS, xi0> = 0.675 * 0.75 >= 0 and |xi| >= b: p = 1."""
+    sos = _updates("sos", 1.5, -0.5, alpha=0.3, sos_a=0.5, sos_b=0.1)
+    assert sos == pytest.approx(_updates("lola", 1.5, -0.5, alpha=0.3), rel=1e-12)
+    assert sos[0] == pytest.approx(1.425, rel=1e-12)
+
+
+def _diagonal_hvp(eigenvalues: torch.Tensor):
+    x = torch.zeros(len(eigenvalues), requires_grad=True)
+    grad = flat_grad(0.5 * (eigenvalues * x**2).sum(), [x], create_graph=True)
+    return lambda v: flat_grad(grad @ v, [x])
+
+
+def test_nystrom_with_an_indefinite_hessian_is_still_the_regularised_inverse():
+    """An eigenvalue -rho/2: (H + rho I)^-1 doubles that component, and nothing refuses it."""
+    rho = 0.1
+    eigenvalues = torch.tensor([-0.05, 1.0, 2.0])
+    g = torch.tensor([1.0, 1.0, 1.0])
+    out = nystrom_ihvp(_diagonal_hvp(eigenvalues), g, rank=3, rho=rho, max_gain=1000.0)
+    assert torch.allclose(out, g / (eigenvalues + rho), rtol=1e-9)
+
+
+def test_nystrom_refuses_a_near_singular_regularised_hessian():
+    """An eigenvalue within 1e-7 of -rho: the exact answer is 1e7 / rho along it, noise in
+    practice; refused in one message instead of exploding silently."""
+    rho = 0.1
+    eigenvalues = torch.tensor([-rho + 1e-7, 1.0, 2.0])
+    g = torch.tensor([1.0, 1.0, 1.0])
+    with pytest.raises(IllConditionedHessianError, match=r"near-singular \(rho = 0.1\)"):
+        nystrom_ihvp(_diagonal_hvp(eigenvalues), g, rank=3, rho=rho, max_gain=1000.0)
+    # Through the SPG update too: a follower y with L_y = (-rho + 1e-7) y^2 / 2 + x y.
+    x = torch.tensor(1.0, requires_grad=True)
+    y = torch.tensor(0.5, requires_grad=True)
+    losses = [x * y, 0.5 * (-rho + 1e-7) * y**2 + x * y]
+    settings = ShapingSettings(variant="spg", ihvp_rank=1, ihvp_rho=rho)
+    with pytest.raises(IllConditionedHessianError, match="lengthened the gradient"):
+        shaped_updates(losses, [[x], [y]], [[0], [1]], settings)

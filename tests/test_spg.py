@@ -7,8 +7,8 @@ import torch
 
 from nip.config.trainer import SpgTrainerConfig
 from nip.errors import NipConfigError
+from nip.objectives.dice import episode_cumsum
 from nip.objectives.opponent_shaping import VARIANTS, flat_grad
-from nip.trainers.spg import episode_cumsum
 from tests.helpers import read_metrics, run_settings, tiny_hyper_params
 
 
@@ -20,12 +20,12 @@ def test_episode_cumsum_restarts_at_episode_starts():
     assert torch.equal(episode_cumsum(values, starts), expected)
 
 
-def _trainer(tmp_path, variant: str = "pspg", iterations: int = 2, run: str = "run"):
+def _trainer(tmp_path, variant: str = "pspg", iterations: int = 2, run: str = "run", **change):
     from nip.factory import build_scenario_instance, build_trainer
 
     hp = tiny_hyper_params(tmp_path / "cache", num_iterations=iterations)
     settings_dict = dataclasses.asdict(hp.trainer)
-    settings_dict.update(name="spg", variant=variant)
+    settings_dict.update(name="spg", variant=variant, **change)
     hp.trainer = SpgTrainerConfig(**settings_dict)
     settings = run_settings(tmp_path / run)
     return build_trainer(hp, build_scenario_instance(hp, settings), settings)
@@ -86,6 +86,30 @@ def test_every_variant_trains_and_only_the_leader_is_corrected(tmp_path, trainer
     assert row["prover.shaping_correction_norm"] == 0  # the follower follows its gradient
 
 
+def test_a_near_singular_follower_hessian_stops_the_run_with_advice(
+    tmp_path, trainer_datasets, monkeypatch
+):
+    """The guard's refusal (forced here: the Nyström product refuses any gain, which a real
+    run reaches only near an eigenvalue -rho) stops the run in one line that says what to
+    change, and writes no checkpoint."""
+    from nip.errors import NipRunError
+    from nip.objectives import opponent_shaping
+
+    real = opponent_shaping.nystrom_ihvp
+    monkeypatch.setattr(
+        opponent_shaping, "nystrom_ihvp", lambda *a, **k: real(*a, **{**k, "max_gain": 0.0})
+    )
+    trainer = _trainer(tmp_path, "spg", iterations=1)
+    with pytest.raises(NipRunError) as caught:
+        trainer.train()
+    message = str(caught.value)
+    assert "training diverged at iteration 0 (the follower's H + rho I is near-singular" in message
+    assert "no checkpoint had been written yet" in message
+    assert message.endswith("; raise trainer.ihvp_rho or trainer.ihvp_max_gain")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert not checkpoints.exists() or not any(checkpoints.iterdir())
+
+
 def test_spg_resumes_exactly(tmp_path, trainer_datasets):
     _trainer(tmp_path, "psos", iterations=3, run="straight").train()
     _trainer(tmp_path, "psos", iterations=1, run="resumed").train()
@@ -100,6 +124,7 @@ def test_spg_resumes_exactly(tmp_path, trainer_datasets):
     [
         ({"variant": "nonsense"}, "trainer.variant must be one of"),
         ({"ihvp_rho": 0.0}, "trainer.ihvp_rho must be positive"),
+        ({"ihvp_max_gain": 0.5}, "trainer.ihvp_max_gain must be at least 1"),
         ({"minibatch_size": 4}, "must be a multiple of the steps per environment"),
         ({"stackelberg_sequence": [["verifier"]]}, "must name every agent once"),
     ],

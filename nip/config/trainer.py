@@ -217,6 +217,11 @@ class SpgTrainerConfig(PpoTrainerConfig):
         provers.
     ihvp_rank, ihvp_rho : int, float
         Nyström inverse-Hessian-vector products: rows sampled, regularisation.
+    ihvp_max_gain : float
+        Stop the run (with its checkpoint intact) when ``(H + rho I)^-1`` lengthens a vector
+        more than this many times ``1 / rho`` (never more than once for a positive
+        semi-definite follower Hessian): ``H + rho I`` is then near-singular and the
+        correction would be noise along one eigenvector.
     additional_lola_term : bool
         LOLA's look-ahead term besides its shaping term.
     sos_a, sos_b : float
@@ -230,6 +235,7 @@ class SpgTrainerConfig(PpoTrainerConfig):
     stackelberg_sequence: list[list[str]] | None = None
     ihvp_rank: int = 5
     ihvp_rho: float = 0.1
+    ihvp_max_gain: float = 1000.0
     additional_lola_term: bool = True
     sos_a: float = 0.5
     sos_b: float = 0.1
@@ -244,6 +250,10 @@ class SpgTrainerConfig(PpoTrainerConfig):
         )
         require(self.ihvp_rank >= 1, f"trainer.ihvp_rank must be at least 1, got {self.ihvp_rank}")
         require(self.ihvp_rho > 0, f"trainer.ihvp_rho must be positive, got {self.ihvp_rho}")
+        require(
+            self.ihvp_max_gain >= 1,
+            f"trainer.ihvp_max_gain must be at least 1, got {self.ihvp_max_gain}",
+        )
         steps = self.steps(hp.protocol)
         require(
             self.minibatch_size % steps == 0,

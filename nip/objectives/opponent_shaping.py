@@ -57,6 +57,8 @@ class ShapingSettings:
         Include the look-ahead term ``HG`` in LOLA (SOS always does).
     sos_a, sos_b : float
         SOS's ``a`` (scaling) and ``b`` (threshold).
+    ihvp_max_gain : float
+        The most :func:`nystrom_ihvp` may amplify a vector beyond ``|g| / rho`` (see there).
     """
 
     variant: str = "spg"
@@ -65,6 +67,19 @@ class ShapingSettings:
     additional_lola_term: bool = True
     sos_a: float = 0.5
     sos_b: float = 0.1
+    ihvp_max_gain: float = 1000.0
+
+
+class IllConditionedHessianError(FloatingPointError):
+    """``(H + rho I)`` is too close to singular for its inverse to mean anything.
+
+    Attributes
+    ----------
+    advice : str
+        What to change (one clause, for the run's error line).
+    """
+
+    advice = "raise trainer.ihvp_rho or trainer.ihvp_max_gain"
 
 
 def flat_grad(output: Tensor, params: Sequence[Tensor], *, create_graph: bool = False) -> Tensor:
@@ -87,6 +102,7 @@ def nystrom_ihvp(
     rho: float,
     generator: torch.Generator | None = None,
     jitter: float | None = None,
+    max_gain: float = float("inf"),
 ) -> Tensor:
     """Approximate ``(H + rho I)^-1 g`` from ``rank`` Hessian rows (Nyström + Woodbury).
 
@@ -112,6 +128,17 @@ def nystrom_ihvp(
         Added to the small system's diagonal, relative to its scale, so that a Hessian with
         zero rows still gives a solvable system (default: the dtype's machine epsilon
         times ``rank``, too small to change a well-posed answer).
+    max_gain : float
+        Refuse answers longer than ``max_gain * |g| / rho``. For a positive semi-definite
+        ``H`` the answer is never longer than ``|g| / rho``; an indefinite ``H`` (a follower
+        away from a local minimum) with an eigenvalue near ``-rho`` makes ``H + rho I``
+        near-singular and the answer explode along that eigenvector, by a factor
+        ``rho / |lambda + rho|``, however the system is solved.
+
+    Raises
+    ------
+    IllConditionedHessianError
+        The answer is longer than ``max_gain * |g| / rho``, or not finite.
     """
     n = g.numel()
     k = min(rank, n)
@@ -128,7 +155,16 @@ def nystrom_ihvp(
     scale = system.diagonal().abs().max().clamp(min=1.0)
     system = system + jitter * scale * torch.eye(k, dtype=g.dtype, device=g.device)
     z = torch.linalg.solve(system, rows @ g)
-    return g / rho - rows.T @ z / rho**2
+    answer = g / rho - rows.T @ z / rho**2
+    bound = g.norm() / rho
+    length = answer.norm()
+    if not torch.isfinite(length) or length > max_gain * bound:
+        raise IllConditionedHessianError(
+            f"the follower's H + rho I is near-singular (rho = {rho:g}): its inverse "
+            f"lengthened the gradient {(length / bound).item():.3g} times, more than the "
+            f"{max_gain:g} allowed (at most 1 for a positive semi-definite Hessian)"
+        )
+    return answer
 
 
 def shaped_updates(
@@ -202,6 +238,7 @@ def shaped_updates_and_gradients(
                     settings.ihvp_rank,
                     settings.ihvp_rho,
                     generator,
+                    max_gain=settings.ihvp_max_gain,
                 )
                 shaping[leader] = shaping[leader] + mixed(xi[f], leader, v)
                 continue

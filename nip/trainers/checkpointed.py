@@ -351,8 +351,11 @@ class CheckpointedTrainer(Trainer):
             frozenset(self._stops.received),
         )
 
-    def _divergence_error(self, iteration: int, detail: str) -> NipRunError:
-        """The one-line error for a run whose numbers stopped being finite."""
+    def _divergence_error(
+        self, iteration: int, detail: str, advice: str | None = None
+    ) -> NipRunError:
+        """The one-line error for a run whose numbers stopped being finite (or meaningful);
+        ``advice``: what to change (default: lower the learning rate)."""
         unit = self.ITERATION_NAME
         if self._saved_iteration is None:
             saved = "no checkpoint had been written yet"
@@ -360,7 +363,7 @@ class CheckpointedTrainer(Trainer):
             saved = f"the checkpoint of {unit} {self._saved_iteration} is intact"
         return NipRunError(
             f"training diverged at {unit} {iteration} ({detail}); {saved}; "
-            f"try a lower trainer.lr (now {self.hyper_params.trainer.lr:g})"
+            + (advice or f"try a lower trainer.lr (now {self.hyper_params.trainer.lr:g})")
         )
 
 

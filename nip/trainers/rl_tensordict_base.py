@@ -496,7 +496,7 @@ class TensorDictRlTrainer(CheckpointedTrainer):
             try:
                 data, mean_loss_vals, times = self._run_iteration(collector_iterator)
             except FloatingPointError as e:
-                raise self._divergence_error(iteration, str(e)) from e
+                raise self._divergence_error(iteration, str(e), getattr(e, "advice", None)) from e
             finally:
                 # Every agent back in the optimizer before anything is logged or saved.
                 self._apply_update_schedule(None)

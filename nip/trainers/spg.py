@@ -5,19 +5,12 @@ policy, with second derivatives that say how one agent's policy changes the grad
 another's objective. In this game the agents take turns: the verifier's message in round 2
 shapes the prover's return in round 3. A surrogate built frame by frame would see none of
 that (at most one agent acts per frame), so the objectives here are Loaded-DiCE surrogates
-(Farquhar et al., 2019) over whole episodes. With ``w_t`` the log-probability of every
-agent's actions in the episode up to frame ``t`` and ``magic(x) = exp(x - stop_grad(x))``:
-
-    J_i = mean_t magic(w_{t-1}) (magic(l_t) - 1) A_i,t          (spg, lola, sos)
-    J_i = mean_t magic(w_{t-1}) (min(r_t A_i,t, clip(r_t) A_i,t) - A_i,t)
-                                                                 (pspg, pola, psos)
-
-where ``l_t`` is the joint log-probability of frame ``t``'s actions, ``r_t`` its ratio to
-the collection-time policy and ``A_i,t`` agent ``i``'s (standardised) advantage; means are
-over agent ``i``'s frames. The first derivatives are the policy gradients of agent ``i``'s
-objective through each agent's policy (at collection time, exactly PPO's); the second
-derivatives carry the cross terms between actions of the same episode. Episodes are cut
-where the batch starts: actions from before it are constants.
+(Farquhar et al., 2019) over whole episodes (:mod:`nip.objectives.dice`), clipped like
+PPO for ``pspg``, ``pola`` and ``psos``, with each agent's (standardised) advantages. The first
+derivatives are the policy gradients of agent ``i``'s objective through each agent's policy
+(at collection time, exactly PPO's); the second derivatives carry the cross terms between
+actions of the same episode. Episodes are cut where the batch starts: actions from before it
+are constants.
 
 Minibatches are whole environment rows. Critics and entropy bonuses take their plain
 gradients, as in PPO.
@@ -30,28 +23,11 @@ from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.data.replay_buffers import SamplerWithoutReplacement
 
 from nip.factory import steps_per_env
+from nip.objectives.dice import episode_surrogates
 from nip.objectives.opponent_shaping import ShapingSettings, shaped_updates_and_gradients
 from nip.objectives.ppo import AGENT_DONE_KEY, masked_standardize
 from nip.trainers.ppo import PpoTrainer
 from nip.trainers.registry import TRAINER_REGISTRY
-
-
-def magic(x: Tensor) -> Tensor:
-    """DiCE's magic box: 1 in value, ``d magic(x) = magic(x) dx`` in derivative."""
-    return torch.exp(x - x.detach())
-
-
-def episode_cumsum(values: Tensor, starts: Tensor) -> Tensor:
-    """Inclusive sums of ``values`` ``[rows, T]`` along each row, restarting at ``starts``.
-
-    A row's frames before its first start continue an episode begun before the batch; they
-    are summed from the row's beginning.
-    """
-    total = values.cumsum(1)
-    before = total - values  # exclusive sums
-    steps = torch.arange(values.shape[1], device=values.device).expand_as(values)
-    last_start = torch.where(starts, steps, torch.zeros_like(steps)).cummax(1).values
-    return total - before.gather(1, last_start)
 
 
 @TRAINER_REGISTRY.register("spg")
@@ -78,6 +54,7 @@ class SpgTrainer(PpoTrainer):
             variant=t.variant,
             ihvp_rank=t.ihvp_rank,
             ihvp_rho=t.ihvp_rho,
+            ihvp_max_gain=t.ihvp_max_gain,
             additional_lola_term=t.additional_lola_term,
             sos_a=t.sos_a,
             sos_b=t.sos_b,
@@ -109,31 +86,23 @@ class SpgTrainer(PpoTrainer):
         dist = self.policy_operator.get_dist(flat)
         shape = (*rows.batch_size, self.num_agents)
         log_prob = dist.log_prob(flat["agents", "action"]).reshape(shape)
-        joint = log_prob.sum(-1)  # [rows, T]
-        starts = rows["round"] == 0
-        history = magic(episode_cumsum(joint, starts) - joint)  # magic(w_{t-1})
         playing = ~rows[AGENT_DONE_KEY]  # [rows, T, A]
         advantage = rows["agents", "advantage"].detach()
         if loss_cfg.normalize_advantage:
             advantage = masked_standardize(
                 advantage.reshape(-1, self.num_agents, 1), playing.reshape(-1, self.num_agents, 1)
             ).reshape(advantage.shape)
-        advantage = advantage[..., 0]
         clipped = self.hyper_params.trainer.variant.startswith("p")
-        if clipped:
-            old = rows["agents", "sample_log_prob"].detach().sum(-1)
-            ratio = torch.exp(joint - old)
-            eps = loss_cfg.clip_epsilon
-        losses = []
-        for i in learners:
-            a = advantage[..., i]
-            if clipped:
-                gain = torch.minimum(ratio * a, ratio.clamp(1 - eps, 1 + eps) * a) - a
-            else:
-                gain = (magic(joint) - 1) * a
-            mine = playing[..., i].to(gain.dtype)
-            losses.append(-(history * gain * mine).sum() / mine.sum().clamp(min=1))
-        return losses
+        old = rows["agents", "sample_log_prob"].sum(-1) if clipped else None
+        return episode_surrogates(
+            log_prob.sum(-1),
+            rows["round"] == 0,
+            playing,
+            advantage[..., 0],
+            learners,
+            old_joint=old,
+            clip_epsilon=loss_cfg.clip_epsilon,
+        )
 
     def _backward(
         self, minibatch: TensorDictBase, loss_vals: TensorDictBase, total_loss: torch.Tensor

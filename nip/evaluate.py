@@ -19,14 +19,11 @@ from omegaconf import MISSING, OmegaConf
 
 from nip.checkpointing import atomic_write_json, load_checkpoint_file, resolve_checkpoint_path
 from nip.cli import guarded, one_line
-from nip.config.root import check_model_fits, hyper_params_from_dict
-from nip.config.trainer import shares_body
+from nip.config.root import hyper_params_from_dict
 from nip.evaluation import EpisodeResults, episode_stats, run_episodes
 from nip.experiment_settings import resolve_device
-from nip.factory import MAX_EVAL_ENVS
+from nip.factory import MAX_EVAL_ENVS, build_evaluation_setup
 from nip.operators import add_episode_return, add_observation_norm, build_policy_operator
-from nip.protocols import build_protocol_handler
-from nip.scenarios import get_scenario
 from nip.stats import chance_accuracy, share_key
 from nip.trainers.solo_agent import EVAL_BATCH_SIZE
 from nip.trainers.supervised import SoloClassifiers, classification_stats
@@ -110,22 +107,10 @@ def evaluate(args: EvaluateArgs) -> dict[str, float]:
     state = load_checkpoint_file(checkpoint_path)
     hp = hyper_params_from_dict(state["hyper_params"])
     device = resolve_device(args.device)
-    scenario = get_scenario(hp.scenario.name)
-    if split is not None:
-        cache_dir = Path(str(hp.cache_dir)).expanduser()
-        train, test = scenario.build_datasets(hp.scenario, cache_dir)
-        dataset = train if split == "train" else test
-    else:
-        dataset = scenario.load_dataset_file(Path(path).expanduser())
-    protocol_handler = build_protocol_handler(hp.protocol)
-    # The stored settings decide the networks' size: refuse before allocating them.
+    setup = build_evaluation_setup(hp, state["policy"], device, split=split, path=path)
+    scenario, dataset, policy = setup.scenario, setup.dataset, setup.policy
+    protocol_handler = setup.protocol_handler
     num_envs = min(len(dataset), MAX_EVAL_ENVS)
-    check_model_fits(hp, protocol_handler, num_envs, dataset)
-    policy, _ = scenario.build_agents(
-        protocol_handler, hp.scenario, dataset, hp.seed, shares_body(hp.trainer)
-    )
-    policy.load_state_dict(state["policy"])
-    policy.to(device).eval()
     if "solo_heads" in state:
         stats = evaluate_solo(state, hp, scenario, policy, dataset, device)
         return _report(args, checkpoint_path, output, state, len(dataset), stats, scenario)

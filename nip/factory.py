@@ -1,6 +1,16 @@
-"""Build a scenario instance and a trainer from hyper-parameters."""
+"""Build a scenario instance and a trainer from hyper-parameters, and what evaluation needs.
+
+Entry points reach a scenario only through this module.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
 
 from nip.config import HyperParameters
+from nip.config.memory import check_model_fits
 from nip.config.trainer import shares_body
 from nip.experiment_settings import ExperimentSettings
 from nip.protocols import build_protocol_handler
@@ -10,14 +20,6 @@ from nip.utils.seeding import derive_seed
 
 # Largest batch of parallel episodes used to evaluate a dataset.
 MAX_EVAL_ENVS = 1024
-
-
-def steps_per_env(hyper_params: HyperParameters) -> int:
-    """Steps each parallel training environment takes per iteration."""
-    t = hyper_params.trainer
-    return (
-        t.steps_per_env if t.steps_per_env is not None else hyper_params.protocol.max_message_rounds
-    )
 
 
 def build_scenario_instance(
@@ -39,7 +41,7 @@ def build_scenario_instance(
         train_env = scenario.build_environment(
             train_dataset,
             protocol_handler,
-            hp.trainer.frames_per_batch // steps_per_env(hp),
+            hp.trainer.frames_per_batch // hp.trainer.steps(hp.protocol),
             hp.scenario,
             seed=derive_seed(hp.seed, "train_environment"),
             device=settings.device,
@@ -78,3 +80,54 @@ def build_trainer(
 
     cls = TRAINER_REGISTRY.get_class(hyper_params.trainer.name)
     return cls(hyper_params, scenario_instance, settings)
+
+
+@dataclass
+class EvaluationSetup:
+    """A trained policy ready to play, with the data and protocol it is evaluated on."""
+
+    scenario: Any
+    dataset: Any
+    protocol_handler: Any
+    policy: torch.nn.Module
+
+
+def build_evaluation_setup(
+    hp: HyperParameters,
+    policy_state: dict,
+    device: torch.device,
+    *,
+    split: str | None = None,
+    path: Path | None = None,
+) -> EvaluationSetup:
+    """The stored run's policy (weights ``policy_state``) on its ``split`` or a dataset file.
+
+    Raises
+    ------
+    NipConfigError
+        When the networks cannot fit in memory for the evaluation batch, or the file is not a
+        dataset of the run's scenario.
+    """
+    scenario = get_scenario(hp.scenario.name)
+    if split is not None:
+        train, test = scenario.build_datasets(hp.scenario, Path(str(hp.cache_dir)).expanduser())
+        dataset = train if split == "train" else test
+    else:
+        dataset = scenario.load_dataset_file(Path(path).expanduser())
+    protocol_handler = build_protocol_handler(hp.protocol)
+    # The stored settings decide the networks' size: refuse before allocating them.
+    check_model_fits(hp, protocol_handler, min(len(dataset), MAX_EVAL_ENVS), dataset)
+    policy, _ = scenario.build_agents(
+        protocol_handler, hp.scenario, dataset, hp.seed, shares_body(hp.trainer)
+    )
+    policy.load_state_dict(policy_state)
+    policy.to(device).eval()
+    return EvaluationSetup(scenario, dataset, protocol_handler, policy)
+
+
+def scenario_label_names(name: str) -> tuple[str, ...] | None:
+    """The label names of the scenario registered as ``name`` (``None``: no such scenario)."""
+    from nip.scenarios import SCENARIO_REGISTRY
+
+    scenario = SCENARIO_REGISTRY.get(name) if isinstance(name, str) else None
+    return None if scenario is None else tuple(scenario.label_names)

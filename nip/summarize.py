@@ -367,13 +367,13 @@ def read_jobs(sweep_dir: Path) -> tuple[list[Job], int]:
 
 def _share_key(config: dict[str, Any] | None) -> str | None:
     """The label-1 share statistic of a job's scenario (from its composed config)."""
-    from nip.scenarios import SCENARIO_REGISTRY
+    from nip.factory import scenario_label_names
 
     try:
-        scenario = SCENARIO_REGISTRY[config["scenario"]["name"]]
+        names = scenario_label_names(config["scenario"]["name"])
     except (KeyError, TypeError):
         return None
-    return share_key(scenario.label_names)
+    return None if names is None else share_key(names)
 
 
 # -- statistics ----------------------------------------------------------------------------

@@ -9,9 +9,10 @@ from nip.config.schedule import (
     AlternatingScheduleConfig,
     ConstantScheduleConfig,
     PeriodicScheduleConfig,
+    agents_updating,
+    check_schedule,
 )
 from nip.errors import NipConfigError
-from nip.trainers.update_schedule import agents_updating, check_schedule
 from tests.helpers import read_metrics, run_settings, tiny_hyper_params
 
 AGENTS = ("verifier", "prover0", "prover1")

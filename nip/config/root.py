@@ -3,7 +3,7 @@
 import copy
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -11,6 +11,7 @@ from omegaconf import MISSING
 from nip.config.advantage import GaeConfig
 from nip.config.launcher import register_resolvers
 from nip.config.loss import ClipLossConfig, KlPenaltyLossConfig, ReinforceLossConfig
+from nip.config.memory import available_memory_bytes
 from nip.config.protocol import MultiProverProtocolConfig, ProtocolConfig
 from nip.config.runtime import (
     BaseRunConfig,
@@ -23,6 +24,7 @@ from nip.config.schedule import (
     AlternatingScheduleConfig,
     ConstantScheduleConfig,
     PeriodicScheduleConfig,
+    check_schedule,
 )
 from nip.config.trainer import (
     PpoTrainerConfig,
@@ -31,9 +33,6 @@ from nip.config.trainer import (
     SpgTrainerConfig,
 )
 from nip.errors import NipConfigError, require
-
-if TYPE_CHECKING:
-    from nip.protocols.base import ProtocolHandler
 
 
 @dataclass
@@ -153,18 +152,6 @@ def science_dict(hyper_params: HyperParameters) -> dict[str, Any]:
     return d
 
 
-def available_memory_bytes() -> int | None:
-    """``MemAvailable`` from ``/proc/meminfo`` (``None`` where it cannot be read)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def agent_is_fixed(agent_cfg) -> bool:
     """Whether an agent with this configuration never learns (``frozen`` or ``random``)."""
     return agent_cfg.frozen or agent_cfg.random
@@ -234,8 +221,6 @@ def validate_hyper_params(hp: HyperParameters) -> None:
     for key in ("rollout_sample_period", "num_rollout_samples"):
         value = getattr(hp.logger, key, 0)
         require(value >= 0, f"logger.{key} must be >= 0, got {value}")
-    from nip.trainers.update_schedule import check_schedule
-
     learning = [
         not agent_is_fixed(scenario.agent_config(handler, s, n)) for n in handler.agent_names
     ]
@@ -249,35 +234,6 @@ def validate_hyper_params(hp: HyperParameters) -> None:
     available = available_memory_bytes()
     if available is not None:
         t.check_memory(hp, handler, available)
-
-
-def check_model_fits(
-    hp: HyperParameters,
-    protocol_handler: "ProtocolHandler",
-    batch: int,
-    dataset: Any = None,
-    available: int | None = None,
-) -> None:
-    """Refuse networks that obviously cannot fit in this machine's memory.
-
-    ``dataset`` is the data they will see (default: sizes from the config); ``available`` is
-    the memory to compare with (default: read now).
-
-    Raises
-    ------
-    NipConfigError
-        With the scenario's estimate (its ``model_bytes``) and the memory available.
-    """
-    from nip.scenarios import get_scenario
-
-    available = available if available is not None else available_memory_bytes()
-    networks = get_scenario(hp.scenario.name).model_bytes(hp, protocol_handler, batch, dataset)
-    if available is not None and networks > available:
-        raise NipConfigError(
-            f"the agents' networks (scenario.prover / scenario.verifier sizes) need about "
-            f"{networks / 1e9:,.1f} GB for a batch of {batch}, more than the "
-            f"{available / 1e9:,.1f} GB of memory available"
-        )
 
 
 def hyper_params_from_dict(d: dict[str, Any]) -> HyperParameters:

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from nip.config.memory import check_model_fits
 from nip.errors import require
 
 
@@ -100,7 +101,6 @@ class PpoTrainerConfig:
         ------
         NipConfigError
         """
-        from nip.config.root import check_model_fits
         from nip.scenarios import get_scenario
 
         frame = get_scenario(hp.scenario.name).frame_bytes(hp, handler)
@@ -343,6 +343,5 @@ class SoloAgentTrainerConfig:
         ------
         NipConfigError
         """
-        from nip.config.root import check_model_fits
 
         check_model_fits(hp, handler, self.batch_size, available=available)

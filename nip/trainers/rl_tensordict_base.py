@@ -22,6 +22,7 @@ from nip.checkpointing import (
     tensordict_from_state,
     tensordict_to_state,
 )
+from nip.config.schedule import agents_updating
 from nip.errors import NipCheckpointError
 from nip.evaluation import EpisodeResults, episode_stats, run_episodes
 from nip.objectives.ppo import PerAgentLoss
@@ -40,7 +41,6 @@ from nip.trainers.checkpointed import CheckpointedTrainer, resident_memory_mb
 from nip.trainers.param_freezer import ParamGroupFreezer
 from nip.trainers.supervised import pretrain_policy_bodies
 from nip.trainers.trainer_base import TrainerState, attach_progress_bar
-from nip.trainers.update_schedule import agents_updating
 from nip.utils.seeding import derive_seed, fork_rng, set_global_seed
 
 # Per-agent statistics of the critic, left out for random agents (they have none).

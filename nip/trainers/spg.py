@@ -22,7 +22,6 @@ from torch import Tensor
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.data.replay_buffers import SamplerWithoutReplacement
 
-from nip.factory import steps_per_env
 from nip.objectives.dice import episode_surrogates
 from nip.objectives.opponent_shaping import ShapingSettings, shaped_updates_and_gradients
 from nip.objectives.ppo import AGENT_DONE_KEY, masked_standardize
@@ -37,7 +36,7 @@ class SpgTrainer(PpoTrainer):
     def _get_replay_buffer(self, transform=None) -> ReplayBuffer:
         """Whole environment rows, ``minibatch_size / steps`` rows per minibatch."""
         t = self.hyper_params.trainer
-        steps = steps_per_env(self.hyper_params)
+        steps = t.steps(self.hyper_params.protocol)
         return ReplayBuffer(
             storage=LazyTensorStorage(t.frames_per_batch // steps, device=self.device),
             sampler=SamplerWithoutReplacement(),

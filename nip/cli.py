@@ -215,3 +215,29 @@ def guarded(task: Callable[[], object]) -> object:
             status=128 + signum,
             prefix="nip: ",
         )
+
+
+def parse_args(schema: type, argv: list[str], doc: str) -> object | None:
+    """``key=value`` arguments read into a ``schema`` dataclass instance.
+
+    ``-h`` / ``--help`` prints ``doc`` and the arguments with their defaults and returns
+    ``None`` (not a ``key=value`` argument, but the console scripts answer it).
+
+    Raises
+    ------
+    NipConfigError
+        One line for an unknown key, a wrong type or a missing required value.
+    """
+    from omegaconf import OmegaConf
+
+    from nip.errors import NipConfigError
+
+    if any(a in ("-h", "--help") for a in argv):
+        defaults = OmegaConf.to_yaml(OmegaConf.structured(schema)).rstrip()
+        print(f"{doc.strip()}\n\nArguments (key=value; ??? = required):\n{defaults}")
+        return None
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(argv))
+        return OmegaConf.to_object(merged)
+    except Exception as e:  # OmegaConf's errors for unknown keys, types, missing values
+        raise NipConfigError(one_line(e)) from None

@@ -177,6 +177,11 @@ class ProtocolEnvironment(EnvBase):
         return (self.num_channels, self.message_size, *self.item_shape)
 
     @property
+    def example_keys(self) -> tuple[str, ...]:
+        """The observation keys that describe the episode's example (:meth:`example_tensors`)."""
+        return tuple(self._examples)
+
+    @property
     def num_items(self) -> int:
         """``K``: the items a message can point at."""
         return math.prod(self.item_shape)

@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING
 
 from nip.checkpointing import atomic_write_json, load_checkpoint_file, resolve_checkpoint_path
-from nip.cli import guarded, one_line
+from nip.cli import guarded, parse_args
 from nip.config.root import hyper_params_from_dict
 from nip.evaluation import EpisodeResults, episode_stats, run_episodes
 from nip.experiment_settings import resolve_device
-from nip.factory import MAX_EVAL_ENVS, build_evaluation_setup
-from nip.operators import add_episode_return, add_observation_norm, build_policy_operator
+from nip.factory import MAX_EVAL_ENVS, build_evaluation_env, build_evaluation_setup
+from nip.operators import build_policy_operator
 from nip.stats import chance_accuracy, share_key
 from nip.trainers.solo_agent import EVAL_BATCH_SIZE
 from nip.trainers.supervised import SoloClassifiers, classification_stats
@@ -114,19 +114,7 @@ def evaluate(args: EvaluateArgs) -> dict[str, float]:
     if "solo_heads" in state:
         stats = evaluate_solo(state, hp, scenario, policy, dataset, device)
         return _report(args, checkpoint_path, output, state, len(dataset), stats, scenario)
-    env = add_episode_return(
-        scenario.build_environment(
-            dataset,
-            protocol_handler,
-            num_envs,
-            hp.scenario,
-            seed=args.seed,
-            shuffle=False,
-            device=device,
-        )
-    )
-    if state["observation_norm"]:
-        add_observation_norm(env, state["observation_norm"])
+    env = build_evaluation_env(setup, hp, state["observation_norm"], num_envs, args.seed, device)
     with fork_rng(device):
         torch.manual_seed(derive_seed(args.seed, "evaluate"))
         results = [
@@ -226,23 +214,11 @@ def _print_solo(report: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Parse ``key=value`` arguments against :class:`EvaluateArgs` and evaluate."""
     argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        # Not a key=value argument; answered here so the console script can be explored.
-        defaults = OmegaConf.to_yaml(OmegaConf.structured(EvaluateArgs)).rstrip()
-        print(f"{__doc__.strip()}\n\nArguments (key=value; ??? = required):\n{defaults}")
-        return
 
     def task():
-        try:
-            merged = OmegaConf.merge(
-                OmegaConf.structured(EvaluateArgs), OmegaConf.from_dotlist(argv)
-            )
-            args = OmegaConf.to_object(merged)
-        except Exception as e:  # OmegaConf's errors for unknown keys, types, missing values
-            raise_config = one_line(e)
-            from nip.errors import NipConfigError
-
-            raise NipConfigError(raise_config) from None
+        args = parse_args(EvaluateArgs, argv, __doc__)
+        if args is None:
+            return
         report = evaluate(args)
         if report.get("solo"):
             _print_solo(report)

@@ -8,6 +8,7 @@ from torch import Tensor
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type, step_mdp
 
+from nip.episodes import SILENT, pointed_items
 from nip.operators import EPISODE_REWARD_KEY
 from nip.protocols.base import CONTINUE
 from nip.stats import decided_correctly, outcome_stats
@@ -81,9 +82,41 @@ def run_episodes(
         default, as in training). Sampling draws from the global torch generator, which the
         caller seeds.
     """
+    return _play(env, policy, num_episodes, greedy=greedy, record=False)[0]
+
+
+@torch.no_grad()
+def record_episodes(
+    env: EnvBase,
+    policy: TensorDictModuleBase,
+    num_episodes: int,
+    *,
+    greedy: bool = False,
+) -> tuple[EpisodeResults, Tensor, dict[str, Tensor]]:
+    """:func:`run_episodes`, also keeping what each agent pointed at and each example.
+
+    Returns
+    -------
+    results : EpisodeResults
+        As :func:`run_episodes` gives.
+    pointed : Tensor
+        long ``[E, T, A, C, P]``: per episode, round, agent, channel and position, the item
+        the agent pointed at, or :data:`nip.episodes.SILENT` where its message was not sent
+        (not its turn, finished, or after the episode's end).
+    examples : dict of Tensor
+        The example observations of each episode (``[E, ...]`` each), by key.
+    """
+    return _play(env, policy, num_episodes, greedy=greedy, record=True)
+
+
+def _play(env, policy, num_episodes: int, *, greedy: bool, record: bool):
+    """The loop of :func:`run_episodes` and :func:`record_episodes`."""
+    base = env.base_env if hasattr(env, "base_env") else env
+    max_rounds, handler = base.num_rounds, base.protocol_handler
     num_envs = env.batch_size[0]
-    max_rounds = env.num_rounds if hasattr(env, "num_rounds") else env.base_env.num_rounds
     chunks: list[EpisodeResults] = []
+    pointed_chunks: list[Tensor] = []
+    example_chunks: list[dict[str, Tensor]] = []
     mode = ExplorationType.DETERMINISTIC if greedy else ExplorationType.RANDOM
     with set_exploration_type(mode):
         for _ in range(-(-num_episodes // num_envs)):
@@ -95,8 +128,20 @@ def run_episodes(
             length = torch.zeros(num_envs, dtype=torch.long, device=dev)
             returns = torch.zeros(td[EPISODE_REWARD_KEY].shape[:-1], device=dev)
             datapoint_id, y = td["datapoint_id"].clone(), td["y"].clone()
-            for _ in range(max_rounds):
-                td = env.step(policy(td))
+            if record:
+                example_chunks.append({k: td[k].cpu() for k in base.example_keys})
+                shape = (num_envs, max_rounds, base.num_agents, base.num_channels)
+                pointed = torch.full((*shape, base.message_size), SILENT, dtype=torch.long)
+            for r in range(max_rounds):
+                td = policy(td)
+                if record:
+                    # The environment's own rule for whose message is sent (see its _step).
+                    active = handler.active_mask(td["round"], td["seed"])
+                    active = active & ~td["agents", "agent_done"][..., None] & alive[:, None, None]
+                    pointed[:, r] = pointed_items(
+                        td["agents", "action"], active, base.num_channels, base.message_size
+                    ).cpu()
+                td = env.step(td)
                 nxt = td["next"]
                 ending = nxt["done"][:, 0] & alive
                 decision = torch.where(ending, nxt["verifier_decision"], decision)
@@ -108,8 +153,18 @@ def run_episodes(
                 if not alive.any():
                     break
             chunks.append(EpisodeResults(datapoint_id, decision, terminated, y, length, returns))
+            if record:
+                pointed_chunks.append(pointed)
     merged = EpisodeResults.concatenate(chunks)
-    return EpisodeResults(*(getattr(merged, f.name)[:num_episodes].cpu() for f in fields(merged)))
+    results = EpisodeResults(
+        *(getattr(merged, f.name)[:num_episodes].cpu() for f in fields(merged))
+    )
+    if not record:
+        return results, None, None
+    examples = {
+        k: torch.cat([c[k] for c in example_chunks])[:num_episodes] for k in example_chunks[0]
+    }
+    return results, torch.cat(pointed_chunks)[:num_episodes], examples
 
 
 def episode_stats(

@@ -125,6 +125,35 @@ def build_evaluation_setup(
     return EvaluationSetup(scenario, dataset, protocol_handler, policy)
 
 
+def build_evaluation_env(
+    setup: EvaluationSetup,
+    hp: HyperParameters,
+    observation_norm: dict | None,
+    num_envs: int,
+    seed: int,
+    device: torch.device,
+):
+    """An environment serving ``setup.dataset`` in order, ``num_envs`` episodes at a time,
+    with episode returns and the run's observation normalisation (``observation_norm``, the
+    checkpoint's statistics; ``None``: none)."""
+    from nip.operators import add_episode_return, add_observation_norm
+
+    env = add_episode_return(
+        setup.scenario.build_environment(
+            setup.dataset,
+            setup.protocol_handler,
+            num_envs,
+            hp.scenario,
+            seed=seed,
+            shuffle=False,
+            device=device,
+        )
+    )
+    if observation_norm:
+        add_observation_norm(env, observation_norm)
+    return env
+
+
 def scenario_label_names(name: str) -> tuple[str, ...] | None:
     """The label names of the scenario registered as ``name`` (``None``: no such scenario)."""
     from nip.scenarios import SCENARIO_REGISTRY

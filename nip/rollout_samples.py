@@ -6,11 +6,9 @@ import numpy as np
 import torch
 from tensordict import TensorDictBase
 
+from nip.episodes import DECISIONS, episode_from_frames
 from nip.operators import EPISODE_REWARD_KEY
 from nip.protocols.base import ProtocolHandler
-
-# The verifier's decision in an episode (2: it never decided).
-DECISIONS = ("reject", "accept", "none")
 
 
 def sample_episodes(
@@ -19,12 +17,16 @@ def sample_episodes(
     scenario: Any,
     num_samples: int,
     generator: torch.Generator,
+    strata: dict[str, torch.Tensor] | None = None,
 ) -> list[dict[str, Any]]:
     """Up to ``num_samples`` episodes that start and end within the ``[B, S]`` batch.
 
     Each is a dict: the label, the verifier's decision, every agent's return, the
-    scenario's description of the example (``example``: e.g. both graphs' edge lists), and
-    the transcript (per round: who sent what, in the scenario's words, in which channel).
+    scenario's description of the example (``example``: e.g. both graphs' edge lists), the
+    transcript (per round: who sent what, in the scenario's words, in which channel) and
+    the scenario's pictures of the episode (``pictures``, see
+    :meth:`nip.scenarios.base.Scenario.rollout_pictures`), whose titles show the example's
+    values of ``strata`` (the dataset's, by datapoint) where given.
     """
     # One copy to the host: the loop below reads single frames, and ``generator`` is a CPU one.
     rollouts = rollouts.cpu()
@@ -50,6 +52,11 @@ def sample_episodes(
                 speakers = [agents[a] for a in range(len(agents)) if active[r, a, c]]
                 for item in scenario.describe_message(history[r, c]):
                     transcript.append(f"r{r} {'+'.join(speakers)} @{channel}: {item}")
+        frames = rollouts[b, s - length + 1 : s + 1]
+        example_strata = {k: int(v[frame["datapoint_id"]]) for k, v in (strata or {}).items()}
+        episode = episode_from_frames(
+            frames, protocol_handler, scenario.example_keys, example_strata
+        )
         decision = frame["next", "verifier_decision"]
         returns = frame["next", *EPISODE_REWARD_KEY][..., 0]
         samples.append(
@@ -61,6 +68,7 @@ def sample_episodes(
                 "returns": {a: returns[k].item() for k, a in enumerate(agents)},
                 "transcript": "; ".join(transcript),
                 "example": scenario.describe_example(frame),
+                "pictures": scenario.rollout_pictures(episode, agents, channels),
             }
         )
     return samples
@@ -68,8 +76,9 @@ def sample_episodes(
 
 def log_rollout_samples(run: Any, samples: list[dict[str, Any]], iteration: int) -> None:
     """Log the samples to W&B at ``iteration``: the table ``rollout_samples`` (text), and for
-    each image that describes an example (e.g. ``image``) the list
-    ``rollout_samples_<name>`` of pictures, captioned with the table's row.
+    each image that describes an example (e.g. ``image``) and each of the scenario's
+    pictures of an episode (e.g. GI's ``episode``) the list ``rollout_samples_<name>`` of
+    pictures, captioned with the table's row.
 
     Images go in lists of their own rather than in the table: wandb (0.31) writes a table's
     images as the bare word "Image", while listed images are stored as files.
@@ -82,10 +91,11 @@ def log_rollout_samples(run: Any, samples: list[dict[str, Any]], iteration: int)
     example = samples[0]["example"]
     text_columns = [c for c in example if not isinstance(example[c], np.ndarray)]
     image_columns = [c for c in example if isinstance(example[c], np.ndarray)]
+    picture_names = list(samples[0].get("pictures", {}))
     columns = ["iteration", "datapoint_id", "label", "decision", "length"]
     columns += [f"{a}_return" for a in agents] + ["transcript", *text_columns]
     table = wandb.Table(columns=columns)
-    images: dict[str, list] = {c: [] for c in image_columns}
+    images: dict[str, list] = {c: [] for c in [*image_columns, *picture_names]}
     for s in samples:
         table.add_data(
             iteration,
@@ -100,6 +110,8 @@ def log_rollout_samples(run: Any, samples: list[dict[str, Any]], iteration: int)
         caption = f"datapoint {s['datapoint_id']}: {s['label']}, {s['decision']}"
         for c in image_columns:
             images[c].append(wandb.Image(s["example"][c], caption=caption))
+        for c in picture_names:
+            images[c].append(wandb.Image(s["pictures"][c], caption=caption))
     logged: dict[str, Any] = {"rollout_samples": table}
     logged.update({f"rollout_samples_{c}": pictures for c, pictures in images.items()})
     run.log(logged, step=iteration)

@@ -297,6 +297,13 @@ def test_image_classification_sigkill_resume_evaluate_and_data_errors(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["chance_accuracy"] == 0.5 and "accuracy_class_7" in report
+    # Its episodes drawn: the image once per round that carried a message.
+    result = nip("nip.visualise", f"checkpoint={killed}", "num_episodes=2")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((killed / "visualisations" / "episodes.json").read_text())["episodes"]
+    assert [r["datapoint_id"] for r in rows] == [0, 1]
+    assert all(r["strata"]["class"] in range(10) for r in rows)
+    assert rows[0]["transcript"][0].startswith("round 0: verifier -> (")
 
     # Files in the data directory that are not what they claim: one line, nothing written.
     bad = tmp_path / "data" / "mnist"

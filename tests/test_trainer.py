@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from torchrl.objectives.value import GAE
@@ -307,6 +308,7 @@ def test_unknown_base_run_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_rollout_samples_are_complete_episodes(tmp_path):
+    from nip.episodes import agent_colours
     from nip.rollout_samples import sample_episodes
 
     trainer = build_tiny_trainer(tmp_path)
@@ -331,3 +333,11 @@ def test_rollout_samples_are_complete_episodes(tmp_path):
         assert set(s["returns"]) == {"prover", "verifier"}
         assert set(s["example"]) == {"graph_a_edges", "graph_b_edges"}
         assert s["example"]["graph_a_edges"].startswith("[(")
+        # The episode's picture: the speakers' colours appear (verifier round 0, prover 1).
+        picture = s["pictures"]["episode"]
+        assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[2] == 3
+        speakers = {"verifier"} if s["length"] == 1 else {"verifier", "prover"}
+        for agent, colour in agent_colours(("prover", "verifier")).items():
+            rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
+            count = int((np.abs(picture.astype(int) - rgb).max(-1) <= 12).sum())
+            assert (count > 50) == (agent in speakers), (agent, count)

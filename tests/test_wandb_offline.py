@@ -86,6 +86,9 @@ def test_offline_cli_run_logs_history_and_resumes_same_run_id(tmp_path):
     assert b"mean_accuracy" in logs and b"test_mean_accuracy" in logs
     assert b"test_terminated_fraction" in logs and b"terminated_fraction" in logs
     assert b"rollout_samples" in logs  # the table of episodes logged at iteration 0
+    # ... with a picture of each sampled episode (both graphs, the nodes pointed at).
+    pictures = list(first[0].glob("files/media/images/rollout_samples_episode_*.png"))
+    assert pictures and all(p.read_bytes().startswith(b"\x89PNG") for p in pictures)
     assert f"checkpoint_{run_id}".encode() in logs
 
     # More iterations in the same directory: the same W&B run continues.

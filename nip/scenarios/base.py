@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torchrl.envs import EnvBase
 
 from nip.agents import SupervisedView, parameter_groups, whole_body
-from nip.environment import ProtocolEnvironment
+from nip.environment import MESSAGE_KEYS, ProtocolEnvironment
 from nip.protocols.base import ProtocolHandler
 from nip.registry import Registry
 
@@ -47,6 +47,11 @@ class Scenario(ABC):
     # Observation keys the combined policy and value modules read, in their argument order.
     policy_in_keys: ClassVar[tuple[str, ...]]
     value_in_keys: ClassVar[tuple[str, ...]]
+
+    @property
+    def example_keys(self) -> tuple[str, ...]:
+        """The policy's inputs that describe the example (not the messages or the round)."""
+        return tuple(k for k in self.policy_in_keys if k not in (*MESSAGE_KEYS, "round"))
 
     # -- data ------------------------------------------------------------------------------
     @abstractmethod
@@ -186,6 +191,21 @@ class Scenario(ABC):
     @abstractmethod
     def describe_message(self, channel_messages: Tensor) -> list[str]:
         """Names of the items (nodes, latent pixels) set in one round's ``[P, ...]`` message."""
+
+    @abstractmethod
+    def episode_figure(
+        self, episode: Any, agent_names: tuple[str, ...], channel_names: tuple[str, ...]
+    ) -> Any:
+        """A matplotlib figure of one :class:`nip.episodes.Episode`: the example, what each
+        agent pointed at in each round (in the colours of :func:`nip.episodes.agent_colours`)
+        and how the episode ended (:meth:`nip.episodes.Episode.title`)."""
+
+    def rollout_pictures(self, episode: Any, agent_names, channel_names) -> dict[str, Any]:
+        """Pictures (uint8 ``[H, W, 3]`` by name) logged with a W&B rollout sample beside
+        :meth:`describe_example`'s columns; by default :meth:`episode_figure` as ``episode``."""
+        from nip.episodes import figure_pixels
+
+        return {"episode": figure_pixels(self.episode_figure(episode, agent_names, channel_names))}
 
 
 def get_scenario(name: str) -> Scenario:

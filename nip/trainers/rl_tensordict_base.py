@@ -607,6 +607,7 @@ class TensorDictRlTrainer(CheckpointedTrainer):
             self.scenario,
             self.hyper_params.logger.num_rollout_samples,
             generator,
+            strata=self.scenario.strata(self.scenario_instance.train_dataset),
         )
         log_rollout_samples(self.settings.wandb_run, samples, iteration)
 

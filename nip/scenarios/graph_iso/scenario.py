@@ -19,6 +19,7 @@ from nip.scenarios.graph_iso.dataset import (
     load_pairs_file,
 )
 from nip.scenarios.graph_iso.environment import GraphIsoEnvironment
+from nip.scenarios.graph_iso.pictures import episode_figure
 from nip.scenarios.graph_iso.supervised import SoloHead
 
 
@@ -145,3 +146,7 @@ class GraphIsoScenario(Scenario):
         return [
             f"{'AB'[graph]}{node}" for graph, node in channel_messages.sum(0).nonzero().tolist()
         ]
+
+    def episode_figure(self, episode: Any, agent_names, channel_names) -> Any:
+        """Both graphs side by side, the nodes each agent pointed at ringed per round."""
+        return episode_figure(episode, agent_names, channel_names, self.label_names)

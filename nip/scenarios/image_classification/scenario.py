@@ -3,7 +3,6 @@
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -22,41 +21,9 @@ from nip.scenarios.image_classification.environment import (
     ImageClassificationEnvironment,
     latent_shape,
 )
+from nip.scenarios.image_classification.pictures import episode_figure, render_messages
 from nip.scenarios.image_classification.sources import SOURCES
 from nip.utils.nn import mlp, orthogonal_init_
-
-# Rendered rollout-sample images are at least this many pixels high.
-RENDER_HEIGHT = 128
-
-
-def render_messages(image: Tensor, message_history: Tensor) -> np.ndarray:
-    """One panel per round that carried a message, side by side: the image (as uint8
-    ``[H', W', 3]``, scaled up to about :data:`RENDER_HEIGHT` pixels) with the latent pixels
-    that round's messages (``message_history`` ``[T, C, P, h, w]``) point at tinted red.
-
-    A latent pixel covers the ``H // h`` by ``W // w`` block of image pixels it was pooled
-    from (the bottom and right rows that pooling dropped are never tinted). An episode with
-    no message yet gives the plain image.
-    """
-    c, height, width = image.shape
-    rgb = image.cpu().expand(3, height, width) if c == 1 else image.cpu()[:3]
-    rgb = rgb.permute(1, 2, 0).double()
-    h, w = message_history.shape[-2:]
-    per_round = message_history.detach().cpu().flatten(1, -3).sum(1) > 0  # [T, h, w]
-    rounds = [r for r in range(per_round.shape[0]) if per_round[r].any()] or [None]
-    block_h, block_w = height // h, width // w
-    red = torch.tensor([255.0, 0.0, 0.0], dtype=torch.float64)
-    panels = []
-    for r in rounds:
-        mask = torch.zeros(height, width, dtype=torch.bool)
-        if r is not None:
-            cells = per_round[r].repeat_interleave(block_h, 0).repeat_interleave(block_w, 1)
-            mask[: h * block_h, : w * block_w] = cells
-        panels.append(torch.where(mask[..., None], 0.5 * rgb + 0.5 * red, rgb))
-    picture = torch.cat(panels, dim=1)
-    scale = max(1, RENDER_HEIGHT // height)
-    picture = picture.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
-    return picture.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 @SCENARIO_REGISTRY.register("image_classification")
@@ -187,3 +154,11 @@ class ImageClassificationScenario(Scenario):
     def describe_message(self, channel_messages: Tensor) -> list[str]:
         """``(3,1)``: the latent pixels (row, column) set in a ``[P, h, w]`` message."""
         return [f"({row},{col})" for row, col in channel_messages.sum(0).nonzero().tolist()]
+
+    def episode_figure(self, episode: Any, agent_names, channel_names) -> Any:
+        """The image once per round, its pointed-at latent pixels tinted, captioned."""
+        return episode_figure(episode, agent_names, channel_names, self.label_names)
+
+    def rollout_pictures(self, episode: Any, agent_names, channel_names) -> dict[str, Any]:
+        """None: :meth:`describe_example` already gives W&B the image panels."""
+        return {}

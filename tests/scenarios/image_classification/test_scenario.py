@@ -322,6 +322,7 @@ def test_rollout_samples_table_shows_the_image(tmp_path, monkeypatch):
     assert logged["step"] == 7 and table.columns[-1] == "transcript"
     pictures = logged["rollout_samples_image"]
     assert len(pictures) == len(samples) and isinstance(pictures[0], wandb.Image)
+    assert "rollout_samples_episode" not in logged  # the image panels are the picture
     assert pictures[0]._caption.startswith(f"datapoint {samples[0]['datapoint_id']}: ")
 
 

@@ -1,0 +1,316 @@
+"""Entry point: ``python -m nip.visualise checkpoint=<run dir>``: pictures of episodes.
+
+Plays seeded episodes of a trained run on its test split (or ``dataset.split=train``, or a
+dataset file ``dataset.path=...``), sampling actions as the test does (``greedy=true``: each
+agent's most likely action), and writes one PNG per episode, ``episodes.json`` and a
+self-contained ``index.html`` (pictures embedded, nothing fetched from the network) into
+``<run dir>/visualisations/`` (or ``output=``). GI: both graphs side by side, the nodes each
+agent pointed at ringed in the agent's colour with the round; images: the image once per
+round with the pointed-at latent pixels tinted. ``only=wrong|right|accepted|rejected|ran_out``
+keeps episodes of that outcome, searching one pass over the dataset.
+"""
+
+import base64
+import html
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import MISSING
+
+from nip.checkpointing import load_checkpoint_file, resolve_checkpoint_path
+from nip.cli import guarded, parse_args
+from nip.config.root import hyper_params_from_dict
+from nip.episodes import DECISIONS, OUTCOME_FILTERS, SILENT, Episode, figure_png
+from nip.errors import NipConfigError
+from nip.evaluate import DatasetArgs
+from nip.evaluation import record_episodes
+from nip.experiment_settings import resolve_device
+from nip.factory import MAX_EVAL_ENVS, build_evaluation_env, build_evaluation_setup
+from nip.operators import build_policy_operator
+from nip.utils.seeding import derive_seed, fork_rng
+
+# Episodes are searched for in batches of at most this many (a filter may need many).
+SEARCH_BATCH = 256
+
+
+@dataclass
+class VisualiseArgs:
+    """Arguments of ``nip.visualise``.
+
+    Attributes
+    ----------
+    checkpoint : str
+        A run directory, its ``checkpoints`` directory, or a checkpoint file.
+    dataset : DatasetArgs
+        ``dataset.split`` (``test``, the default, or ``train``) or ``dataset.path`` (a
+        dataset file of the run's scenario).
+    num_episodes : int
+        How many episodes to draw (at most one per example of the dataset).
+    only : str or None
+        Keep only episodes that are ``wrong`` (the verifier did not decide rightly: decided
+        wrongly or never), ``right``, ``accepted``, ``rejected`` or ``ran_out`` (of rounds).
+    seed : int
+        Seeds the sampled actions and the episode seeds.
+    greedy : bool
+        Play every agent's most likely action instead of sampling.
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+    output : str or None
+        The directory to write to (default ``<run dir>/visualisations``).
+    """
+
+    checkpoint: str = MISSING
+    dataset: DatasetArgs = field(default_factory=DatasetArgs)
+    num_episodes: int = 8
+    only: str | None = None
+    seed: int = 0
+    greedy: bool = False
+    device: str = "auto"
+    output: str | None = None
+
+
+def check_args(args: VisualiseArgs) -> None:
+    """One-line refusals of arguments that cannot work, before anything is loaded.
+
+    Raises
+    ------
+    NipConfigError
+    """
+    if args.num_episodes < 1:
+        raise NipConfigError(f"num_episodes must be at least 1, got {args.num_episodes}")
+    if args.only is not None and args.only not in OUTCOME_FILTERS:
+        raise NipConfigError(f"only={args.only!r}: choose one of {', '.join(OUTCOME_FILTERS)}")
+    if args.dataset.path is not None and args.dataset.split is not None:
+        raise NipConfigError("give at most one of dataset.path=<file> and dataset.split=...")
+    if args.dataset.split not in (None, "train", "test"):
+        raise NipConfigError(f"dataset.split must be train or test, got {args.dataset.split!r}")
+
+
+def run_directory(checkpoint_path: Path) -> Path:
+    """The run directory of a checkpoint file (the parent of its ``checkpoints/``)."""
+    parent = checkpoint_path.parent
+    return parent.parent if parent.name == "checkpoints" else parent
+
+
+def check_output(output: Path) -> None:
+    """Fail before playing if ``output`` cannot become a directory we write into.
+
+    Raises
+    ------
+    NipConfigError
+    """
+    if output.exists() and not output.is_dir():
+        raise NipConfigError(f"output={output} is a file; give a directory")
+    existing = output
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NipConfigError(f"output={output}: cannot write there ({existing} is not a directory)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise NipConfigError(f"output={output}: cannot write there (permission denied)")
+
+
+def select_episodes(env, policy, num_examples: int, args: VisualiseArgs, strata, item_shape):
+    """Play through the dataset in order until ``args.num_episodes`` episodes pass
+    ``args.only`` (one pass at most).
+
+    Returns
+    -------
+    episodes : list of Episode
+    played : int
+        How many episodes were played to find them.
+    """
+    wanted = min(args.num_episodes, num_examples) if args.only is None else args.num_episodes
+    batch = env.batch_size[0]
+    found: list[Episode] = []
+    played = 0
+    while len(found) < wanted and played < num_examples:
+        count = min(batch, num_examples - played)
+        results, pointed, examples = record_episodes(env, policy, count, greedy=args.greedy)
+        played += count
+        for i in range(count):
+            datapoint = int(results.datapoint_id[i])
+            episode = Episode(
+                datapoint_id=datapoint,
+                label=int(results.y[i]),
+                decision=int(results.decision[i]),
+                terminated=bool(results.terminated[i]),
+                length=int(results.length[i]),
+                returns=results.reward[i],
+                pointed=pointed[i],
+                example={k: v[i] for k, v in examples.items()},
+                strata={k: int(v[datapoint]) for k, v in strata.items()},
+                item_shape=item_shape,
+            )
+            if episode.matches(args.only):
+                found.append(episode)
+                if len(found) == wanted:
+                    break
+    return found, played
+
+
+def transcript(episode: Episode, scenario, agent_names, channel_names) -> list[str]:
+    """Per round and speaking agent, the items it pointed at in the scenario's words."""
+    lines = []
+    num_items = int(torch.tensor(episode.item_shape).prod())
+    for r in range(episode.length):
+        for a, agent in enumerate(agent_names):
+            for c, channel in enumerate(channel_names):
+                items = episode.pointed[r, a, c]
+                if (items == SILENT).all():
+                    continue
+                one_hot = torch.nn.functional.one_hot(items.clamp(min=0), num_items)
+                one_hot = (one_hot * (items != SILENT)[:, None]).unflatten(-1, episode.item_shape)
+                where = f" @{channel}" if len(channel_names) > 1 else ""
+                said = ", ".join(scenario.describe_message(one_hot))
+                lines.append(f"round {r}: {agent}{where} -> {said}")
+    return lines
+
+
+def visualise(args: VisualiseArgs) -> dict:
+    """Draw the episodes; returns the summary written to ``episodes.json``.
+
+    Raises
+    ------
+    NipConfigError
+        For arguments that cannot work, a solo-agent checkpoint, an unwritable output, or
+        when no episode passes the filter.
+    NipCheckpointError, NipDataError
+        For a missing or damaged checkpoint, or a dataset file not of the run's scenario.
+    """
+    check_args(args)
+    checkpoint_path = resolve_checkpoint_path(args.checkpoint)
+    output = (
+        Path(args.output).expanduser()
+        if args.output
+        else run_directory(checkpoint_path) / "visualisations"
+    )
+    check_output(output)
+    state = load_checkpoint_file(checkpoint_path)
+    if "solo_heads" in state:
+        raise NipConfigError(
+            f"{checkpoint_path} is a trainer=solo_agent run: its agents classify alone and "
+            "play no episodes, so there is nothing to draw"
+        )
+    hp = hyper_params_from_dict(state["hyper_params"])
+    device = resolve_device(args.device)
+    path, split = args.dataset.path, args.dataset.split
+    split = "test" if path is None and split is None else split
+    setup = build_evaluation_setup(hp, state["policy"], device, split=split, path=path)
+    num_examples = len(setup.dataset)
+    batch = min(num_examples, SEARCH_BATCH if args.only else args.num_episodes, MAX_EVAL_ENVS)
+    env = build_evaluation_env(setup, hp, state["observation_norm"], batch, args.seed, device)
+    policy = build_policy_operator(setup.policy, setup.scenario.policy_in_keys)
+    item_shape = tuple(env.base_env.item_shape)
+    strata = {k: v.cpu() for k, v in setup.scenario.strata(setup.dataset).items()}
+    with fork_rng(device):
+        torch.manual_seed(derive_seed(args.seed, "visualise"))
+        episodes, played = select_episodes(env, policy, num_examples, args, strata, item_shape)
+    if not episodes:
+        raise NipConfigError(
+            f"no episode of the {played} played (one per example) is {args.only}; "
+            "nothing was written"
+        )
+    handler = setup.protocol_handler
+    agents, channels = handler.agent_names, handler.channel_names
+    scenario = setup.scenario
+    pictures, rows = [], []
+    for i, episode in enumerate(episodes):
+        name = f"episode_{i:03d}_datapoint_{episode.datapoint_id}.png"
+        pictures.append((name, figure_png(scenario.episode_figure(episode, agents, channels))))
+        rows.append(
+            {
+                "picture": name,
+                "datapoint_id": episode.datapoint_id,
+                "label": scenario.label_names[episode.label],
+                "decision": DECISIONS[episode.decision],
+                "right": episode.right,
+                "ran_out": episode.terminated,
+                "length": episode.length,
+                "returns": dict(zip(agents, episode.returns.tolist(), strict=True)),
+                "strata": episode.strata,
+                "transcript": transcript(episode, scenario, agents, channels),
+            }
+        )
+    summary = {
+        "checkpoint": str(checkpoint_path),
+        "iteration": state["iteration"],
+        "dataset": str(path) if path else f"split={split}",
+        "protocol": hp.protocol.name,
+        "agents": list(agents),
+        "only": args.only,
+        "seed": args.seed,
+        "greedy": args.greedy,
+        "num_played": played,
+        "episodes": rows,
+    }
+    page = html_page(summary, pictures)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        for name, png in pictures:
+            (output / name).write_bytes(png)
+        (output / "episodes.json").write_text(json.dumps(summary, indent=1))
+        (output / "index.html").write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise NipConfigError(f"output={output}: cannot write there ({e.strerror or e})") from e
+    summary["output"] = str(output)
+    return summary
+
+
+def html_page(summary: dict, pictures: list[tuple[str, bytes]]) -> str:
+    """One page, pictures embedded as data URIs: it opens offline, wherever it is copied."""
+    esc = html.escape
+    how = "greedy actions" if summary["greedy"] else f"sampled actions, seed {summary['seed']}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>nip episodes: {esc(summary['checkpoint'])}</title>",
+        "<style>body{font-family:sans-serif;margin:1.5em;max-width:1200px}"
+        "figure{margin:1.5em 0;border-top:1px solid #ccc;padding-top:1em}"
+        "img{max-width:100%}pre{font-size:0.85em;white-space:pre-wrap}</style>",
+        "</head><body>",
+        f"<h1>Episodes of {esc(summary['protocol'])} after {summary['iteration']} iterations</h1>",
+        f"<p>checkpoint {esc(summary['checkpoint'])}; data {esc(summary['dataset'])}; {how}; "
+        f"{len(summary['episodes'])} episodes shown of {summary['num_played']} played"
+        + (f" (only {esc(summary['only'])})" if summary["only"] else "")
+        + ".</p>",
+    ]
+    for row, (name, png) in zip(summary["episodes"], pictures, strict=True):
+        data = base64.b64encode(png).decode("ascii")
+        verdict = "right" if row["right"] else "wrong"
+        parts += [
+            f'<figure id="{esc(name)}">',
+            f'<img alt="episode on datapoint {row["datapoint_id"]}" '
+            f'src="data:image/png;base64,{data}">',
+            f"<figcaption>datapoint {row['datapoint_id']}: label {esc(row['label'])}, "
+            f"verifier {esc(row['decision'])} ({verdict}), {row['length']} rounds"
+            f"<pre>{esc(chr(10).join(row['transcript']))}</pre></figcaption>",
+            "</figure>",
+        ]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse ``key=value`` arguments against :class:`VisualiseArgs` and draw."""
+    argv = sys.argv[1:] if argv is None else argv
+
+    def task():
+        args = parse_args(VisualiseArgs, argv, __doc__)
+        if args is None:
+            return
+        summary = visualise(args)
+        shown = len(summary["episodes"])
+        played = summary["num_played"]
+        which = f" (only={summary['only']}: {shown} of {played} played)" if summary["only"] else ""
+        print(f"{shown} episode pictures and index.html written to {summary['output']}{which}")
+
+    guarded(task)
+
+
+if __name__ == "__main__":
+    main()

@@ -304,6 +304,12 @@ def test_image_classification_sigkill_resume_evaluate_and_data_errors(tmp_path):
     assert [r["datapoint_id"] for r in rows] == [0, 1]
     assert all(r["strata"]["class"] in range(10) for r in rows)
     assert rows[0]["transcript"][0].startswith("round 0: verifier -> (")
+    # ... and probed: the label and the image's class.
+    result = nip("nip.probe", f"checkpoint={killed}", "num_passes=1")
+    assert result.returncode == 0, result.stderr
+    probes = json.loads((killed / "probe_split_test.json").read_text())["probes"]
+    assert {r["target"] for r in probes} == {"label", "class"}
+    assert next(r for r in probes if r["target"] == "class")["num_classes"] == 10
 
     # Files in the data directory that are not what they claim: one line, nothing written.
     bad = tmp_path / "data" / "mnist"

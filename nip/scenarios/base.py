@@ -200,6 +200,16 @@ class Scenario(ABC):
         agent pointed at in each round (in the colours of :func:`nip.episodes.agent_colours`)
         and how the episode ended (:meth:`nip.episodes.Episode.title`)."""
 
+    def probe_targets(
+        self, dataset: Any, results: Any, pointed: Tensor, examples: dict, handler: ProtocolHandler
+    ) -> dict[str, tuple[Tensor, Tensor]]:
+        """What ``nip.probe`` tries to read from the messages of recorded episodes (see
+        :func:`nip.evaluation.record_episodes`): by name, a long ``[E]`` class per episode and
+        a bool ``[E]`` mask of the episodes where it is defined. Every scenario has
+        ``label``; scenarios add their own."""
+        y = results.y
+        return {"label": (y, torch.ones_like(y, dtype=torch.bool))}
+
     def rollout_pictures(self, episode: Any, agent_names, channel_names) -> dict[str, Any]:
         """Pictures (uint8 ``[H, W, 3]`` by name) logged with a W&B rollout sample beside
         :meth:`describe_example`'s columns; by default :meth:`episode_figure` as ``episode``."""

@@ -20,6 +20,7 @@ from nip.scenarios.graph_iso.dataset import (
 )
 from nip.scenarios.graph_iso.environment import GraphIsoEnvironment
 from nip.scenarios.graph_iso.pictures import episode_figure
+from nip.scenarios.graph_iso.probe_targets import gi_probe_targets
 from nip.scenarios.graph_iso.supervised import SoloHead
 
 
@@ -150,3 +151,12 @@ class GraphIsoScenario(Scenario):
     def episode_figure(self, episode: Any, agent_names, channel_names) -> Any:
         """Both graphs side by side, the nodes each agent pointed at ringed per round."""
         return episode_figure(episode, agent_names, channel_names, self.label_names)
+
+    def probe_targets(self, dataset, results, pointed, examples, handler) -> dict:
+        """The label; whether the first exchange's nodes correspond under an isomorphism
+        (``matched``); whether the prover's first node has at least median degree."""
+        prover = handler.agent_names.index(handler.prover_names[0])
+        return {
+            **super().probe_targets(dataset, results, pointed, examples, handler),
+            **gi_probe_targets(results.y, pointed, examples, handler.verifier_index, prover),
+        }

@@ -162,3 +162,11 @@ class ImageClassificationScenario(Scenario):
     def rollout_pictures(self, episode: Any, agent_names, channel_names) -> dict[str, Any]:
         """None: :meth:`describe_example` already gives W&B the image panels."""
         return {}
+
+    def probe_targets(self, dataset, results, pointed, examples, handler) -> dict:
+        """The label and the image's class (of the source dataset)."""
+        classes = self.strata(dataset)["class"][results.datapoint_id]
+        return {
+            **super().probe_targets(dataset, results, pointed, examples, handler),
+            "class": (classes, classes >= 0),
+        }

@@ -176,10 +176,11 @@ class ProtocolEnvironment(EnvBase):
         """``(C, P, *item_shape)``: one round's message."""
         return (self.num_channels, self.message_size, *self.item_shape)
 
-    @property
-    def example_keys(self) -> tuple[str, ...]:
-        """The observation keys that describe the episode's example (:meth:`example_tensors`)."""
-        return tuple(self._examples)
+    def examples(self, datapoint_id: Tensor) -> dict[str, Tensor]:
+        """The observations (:meth:`example_tensors`) of the examples ``datapoint_id``, on the
+        CPU."""
+        ids = datapoint_id.to(self.device)
+        return {k: v[ids].cpu() for k, v in self._examples.items()}
 
     @property
     def num_items(self) -> int:

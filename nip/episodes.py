@@ -20,9 +20,6 @@ from nip.operators import EPISODE_REWARD_KEY  # noqa: E402
 
 # The verifier's decision in an episode (2: it never decided).
 DECISIONS = ("reject", "accept", "none")
-# Which episodes ``only=`` keeps; "wrong" is the complement of "right", as in accuracy
-# (an episode in which the verifier never decided counts as wrong).
-OUTCOME_FILTERS = ("wrong", "right", "accepted", "rejected", "ran_out")
 # Marks an agent that did not speak in a channel in a round.
 SILENT = -1
 
@@ -68,21 +65,45 @@ class Episode:
     strata: dict[str, int]
     item_shape: tuple[int, ...]
 
+    @classmethod
+    def recorded(
+        cls,
+        recording: tuple[Any, Tensor, dict[str, Tensor]],
+        i: int,
+        strata: dict[str, Tensor],
+        item_shape: tuple[int, ...],
+    ) -> "Episode":
+        """Episode ``i`` of ``(results, pointed, examples)`` as
+        :func:`nip.evaluation.record_episodes` and :meth:`ProtocolEnvironment.examples`
+        give them; ``strata`` are the dataset's (by datapoint)."""
+        results, pointed, examples = recording
+        datapoint = int(results.datapoint_id[i])
+        return cls(
+            datapoint_id=datapoint,
+            label=int(results.y[i]),
+            decision=int(results.decision[i]),
+            terminated=bool(results.terminated[i]),
+            length=int(results.length[i]),
+            returns=results.reward[i],
+            pointed=pointed[i],
+            example={k: v[i] for k, v in examples.items()},
+            strata={k: int(v[datapoint]) for k, v in strata.items()},
+            item_shape=item_shape,
+        )
+
     @property
     def right(self) -> bool:
         """The verifier decided, and rightly."""
         return self.decision == self.label
 
-    def matches(self, only: str | None) -> bool:
-        """Whether the episode passes the filter ``only`` (one of :data:`OUTCOME_FILTERS`)."""
-        return {
-            None: True,
-            "right": self.right,
-            "wrong": not self.right,
-            "accepted": self.decision == 1,
-            "rejected": self.decision == 0,
-            "ran_out": self.terminated,
-        }[only]
+    def spoken(self) -> list[tuple[int, int, int, Tensor]]:
+        """``(round, channel, agent, message)`` for every message sent, in that order;
+        ``message`` is the one-hot ``[P, *item_shape]`` items, as
+        :meth:`nip.scenarios.base.Scenario.describe_message` reads them."""
+        messages = one_hot_items(self.pointed, int(np.prod(self.item_shape)))
+        messages = messages.unflatten(-1, self.item_shape)  # [T, A, C, P, *items]
+        sent = (self.pointed != SILENT).any(-1).transpose(1, 2)  # [T, C, A]
+        return [(r, c, a, messages[r, a, c]) for r, c, a in sent.nonzero().tolist()]
 
     def title(self, label_names: tuple[str, str], agent_names: tuple[str, ...]) -> str:
         """One line: datapoint, label, decision (right or wrong), rounds, strata, returns."""
@@ -152,13 +173,17 @@ def episode_from_frames(
     )
 
 
+def one_hot_items(pointed: Tensor, num_items: int) -> Tensor:
+    """float ``[..., num_items]``: the one-hot of each item in ``pointed``, zeros where
+    :data:`SILENT`."""
+    one_hot = torch.nn.functional.one_hot(pointed.clamp(min=0), num_items).float()
+    return one_hot * (pointed != SILENT)[..., None]
+
+
 def message_history(episode: Episode) -> Tensor:
     """float ``[T, C, P, *item_shape]``: the one-hot items sent per round, summed over agents,
     as the environment's ``message_history`` holds them."""
-    pointed = episode.pointed  # [T, A, C, P]
-    num_items = int(np.prod(episode.item_shape))
-    one_hot = torch.nn.functional.one_hot(pointed.clamp(min=0), num_items).float()
-    one_hot = one_hot * (pointed != SILENT)[..., None]
+    one_hot = one_hot_items(episode.pointed, int(np.prod(episode.item_shape)))  # [T, A, C, P, K]
     return one_hot.sum(1).unflatten(-1, episode.item_shape)
 
 

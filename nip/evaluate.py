@@ -10,20 +10,25 @@ classifier classifies every example once, with the same breakdowns per agent.
 
 import json
 import sys
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import MISSING
 
-from nip.checkpointing import atomic_write_json, load_checkpoint_file, resolve_checkpoint_path
+from nip.checkpointing import atomic_write_json, resolve_checkpoint_path
 from nip.cli import guarded, parse_args
-from nip.config.root import hyper_params_from_dict
 from nip.evaluation import EpisodeResults, episode_stats, run_episodes
-from nip.experiment_settings import resolve_device
-from nip.factory import MAX_EVAL_ENVS, build_evaluation_env, build_evaluation_setup
-from nip.operators import build_policy_operator
+from nip.factory import MAX_EVAL_ENVS
+
+# DatasetArgs is re-exported: EvaluateArgs(dataset=DatasetArgs(...)) is the Python API.
+from nip.playback import (  # noqa: F401
+    DatasetArgs,
+    PlayArgs,
+    check_writable,
+    data_name,
+    dataset_choice,
+    load_trained_run,
+)
 from nip.stats import chance_accuracy, share_key
 from nip.trainers.solo_agent import EVAL_BATCH_SIZE
 from nip.trainers.supervised import SoloClassifiers, classification_stats
@@ -31,54 +36,17 @@ from nip.utils.seeding import derive_seed, fork_rng
 
 
 @dataclass
-class DatasetArgs:
-    """The dataset to evaluate on: a file, or a split of the run's own data (exactly one).
+class EvaluateArgs(PlayArgs):
+    """Arguments of ``nip.evaluate``: those of :class:`nip.playback.PlayArgs` (``dataset``
+    has no default here; ``output``: the JSON, default beside the checkpoint) and
 
     Attributes
     ----------
-    path : str or None
-        A dataset file of the run's scenario (GI: a pairs file in either format).
-    split : str or None
-        ``train`` or ``test``: that split of the data the run was trained and tested on,
-        rebuilt from its configuration (through the dataset cache).
-    """
-
-    path: str | None = None
-    split: str | None = None
-
-
-@dataclass
-class EvaluateArgs:
-    """Arguments of ``nip.evaluate``.
-
-    Attributes
-    ----------
-    checkpoint : str
-        A run directory, its ``checkpoints`` directory, or a checkpoint file.
-    dataset : DatasetArgs
-        ``dataset.path`` (a file) or ``dataset.split`` (``train`` / ``test`` of the run's
-        own data).
     num_passes : int
         Episodes per pair; each pass samples the agents' actions afresh.
-    seed : int
-        Seeds the agents' sampled actions (and the episode seeds): the same seed gives the
-        same figures.
-    greedy : bool
-        Play every agent's most likely action instead of sampling actions from the policy,
-        as training does (the default).
-    device : str
-        ``auto``, ``cpu`` or ``cuda``.
-    output : str or None
-        Where to write the JSON (default: beside the checkpoint).
     """
 
-    checkpoint: str = MISSING
-    dataset: DatasetArgs = field(default_factory=DatasetArgs)
     num_passes: int = 1
-    seed: int = 0
-    greedy: bool = False
-    device: str = "auto"
-    output: str | None = None
 
 
 def evaluate(args: EvaluateArgs) -> dict[str, float]:
@@ -89,47 +57,34 @@ def evaluate(args: EvaluateArgs) -> dict[str, float]:
     NipConfigError
         Unless exactly one of ``dataset.path`` and ``dataset.split`` (train or test) is given.
     """
-    from nip.errors import NipConfigError
-
-    path, split = args.dataset.path, args.dataset.split
-    if (path is None) == (split is None):
-        raise NipConfigError("give exactly one of dataset.path=<file> and dataset.split=train|test")
-    if split is not None and split not in ("train", "test"):
-        raise NipConfigError(f"dataset.split must be train or test, got {split!r}")
+    path, split = dataset_choice(args.dataset, default_split=None)
     checkpoint_path = resolve_checkpoint_path(args.checkpoint)
-    name = f"split_{split}" if split is not None else Path(path).stem
     output = (
         Path(args.output).expanduser()
         if args.output
-        else checkpoint_path.parent / f"evaluation_{name}.json"
+        else checkpoint_path.parent / f"evaluation_{data_name(path, split)}.json"
     )
     check_writable(output)
-    state = load_checkpoint_file(checkpoint_path)
-    hp = hyper_params_from_dict(state["hyper_params"])
-    device = resolve_device(args.device)
-    setup = build_evaluation_setup(hp, state["policy"], device, split=split, path=path)
-    scenario, dataset, policy = setup.scenario, setup.dataset, setup.policy
-    protocol_handler = setup.protocol_handler
-    num_envs = min(len(dataset), MAX_EVAL_ENVS)
-    if "solo_heads" in state:
-        stats = evaluate_solo(state, hp, scenario, policy, dataset, device)
+    run = load_trained_run(checkpoint_path, args.device, path, split)
+    scenario, dataset, policy = run.setup.scenario, run.setup.dataset, run.setup.policy
+    state = run.state
+    if run.solo:
+        stats = evaluate_solo(state, run.hp, scenario, policy, dataset, run.device)
         return _report(args, checkpoint_path, output, state, len(dataset), stats, scenario)
-    env = build_evaluation_env(setup, hp, state["observation_norm"], num_envs, args.seed, device)
-    with fork_rng(device):
+    env = run.environment(min(len(dataset), MAX_EVAL_ENVS), args.seed)
+    with fork_rng(run.device):
         torch.manual_seed(derive_seed(args.seed, "evaluate"))
         results = [
-            run_episodes(
-                env,
-                build_policy_operator(policy, scenario.policy_in_keys),
-                len(dataset),
-                greedy=args.greedy,
-            )
+            run_episodes(env, run.policy_operator(), len(dataset), greedy=args.greedy)
             for _ in range(args.num_passes)
         ]
     merged = EpisodeResults.concatenate(results)
-    strata = scenario.strata(dataset)
     stats = episode_stats(
-        merged, protocol_handler.agent_names, strata, prefix="", label_names=scenario.label_names
+        merged,
+        run.setup.protocol_handler.agent_names,
+        scenario.strata(dataset),
+        prefix="",
+        label_names=scenario.label_names,
     )
     return _report(args, checkpoint_path, output, state, len(dataset), stats, scenario)
 
@@ -173,26 +128,6 @@ def _report(args, checkpoint_path, output, state, num_pairs, stats, scenario) ->
     atomic_write_json(output, report)
     report["output"] = str(output)
     return report
-
-
-def check_writable(path: Path) -> None:
-    """Fail now, not after the evaluation, if ``path`` cannot be written.
-
-    Raises
-    ------
-    NipConfigError
-        Naming the path and the reason.
-    """
-    from nip.errors import NipConfigError
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as e:
-        raise NipConfigError(f"output={path}: cannot write there ({e.strerror or e})") from e
-    if path.is_dir():
-        raise NipConfigError(f"output={path} is a directory; give a file name")
 
 
 def _print_solo(report: dict) -> None:

@@ -10,8 +10,12 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type, step_mdp
 
 from nip.episodes import SILENT, pointed_items
 from nip.operators import EPISODE_REWARD_KEY
-from nip.protocols.base import CONTINUE
+from nip.protocols.base import ACCEPT, CONTINUE, REJECT
 from nip.stats import decided_correctly, outcome_stats
+
+# Outcomes episodes can be picked by; "wrong" is the complement of "right", as in accuracy
+# (an episode in which the verifier never decided counts as wrong).
+OUTCOMES = ("wrong", "right", "accepted", "rejected", "ran_out")
 
 
 @dataclass
@@ -51,6 +55,16 @@ class EpisodeResults:
     def correct(self) -> Tensor:
         """bool ``[E]``: the verifier decided, and rightly."""
         return decided_correctly(self.decision, self.y)
+
+    def outcome(self, only: str) -> Tensor:
+        """bool ``[E]``: the episodes of outcome ``only`` (one of :data:`OUTCOMES`)."""
+        return {
+            "right": self.correct,
+            "wrong": ~self.correct,
+            "accepted": self.decision == ACCEPT,
+            "rejected": self.decision == REJECT,
+            "ran_out": self.terminated,
+        }[only]
 
 
 @torch.no_grad()
@@ -92,8 +106,9 @@ def record_episodes(
     num_episodes: int,
     *,
     greedy: bool = False,
-) -> tuple[EpisodeResults, Tensor, dict[str, Tensor]]:
-    """:func:`run_episodes`, also keeping what each agent pointed at and each example.
+) -> tuple[EpisodeResults, Tensor]:
+    """:func:`run_episodes`, also keeping what each agent pointed at (the examples are
+    :meth:`nip.environment.ProtocolEnvironment.examples` of the results' datapoints).
 
     Returns
     -------
@@ -103,8 +118,6 @@ def record_episodes(
         long ``[E, T, A, C, P]``: per episode, round, agent, channel and position, the item
         the agent pointed at, or :data:`nip.episodes.SILENT` where its message was not sent
         (not its turn, finished, or after the episode's end).
-    examples : dict of Tensor
-        The example observations of each episode (``[E, ...]`` each), by key.
     """
     return _play(env, policy, num_episodes, greedy=greedy, record=True)
 
@@ -116,7 +129,6 @@ def _play(env, policy, num_episodes: int, *, greedy: bool, record: bool):
     num_envs = env.batch_size[0]
     chunks: list[EpisodeResults] = []
     pointed_chunks: list[Tensor] = []
-    example_chunks: list[dict[str, Tensor]] = []
     mode = ExplorationType.DETERMINISTIC if greedy else ExplorationType.RANDOM
     with set_exploration_type(mode):
         for _ in range(-(-num_episodes // num_envs)):
@@ -129,15 +141,15 @@ def _play(env, policy, num_episodes: int, *, greedy: bool, record: bool):
             returns = torch.zeros(td[EPISODE_REWARD_KEY].shape[:-1], device=dev)
             datapoint_id, y = td["datapoint_id"].clone(), td["y"].clone()
             if record:
-                example_chunks.append({k: td[k].cpu() for k in base.example_keys})
                 shape = (num_envs, max_rounds, base.num_agents, base.num_channels)
                 pointed = torch.full((*shape, base.message_size), SILENT, dtype=torch.long)
             for r in range(max_rounds):
                 td = policy(td)
                 if record:
-                    # The environment's own rule for whose message is sent (see its _step).
+                    # The environment's own rule for whose message is sent (see its _step);
+                    # after an episode's end every agent is done, so nothing is recorded.
                     active = handler.active_mask(td["round"], td["seed"])
-                    active = active & ~td["agents", "agent_done"][..., None] & alive[:, None, None]
+                    active = active & ~td["agents", "agent_done"][..., None]
                     pointed[:, r] = pointed_items(
                         td["agents", "action"], active, base.num_channels, base.message_size
                     ).cpu()
@@ -160,11 +172,8 @@ def _play(env, policy, num_episodes: int, *, greedy: bool, record: bool):
         *(getattr(merged, f.name)[:num_episodes].cpu() for f in fields(merged))
     )
     if not record:
-        return results, None, None
-    examples = {
-        k: torch.cat([c[k] for c in example_chunks])[:num_episodes] for k in example_chunks[0]
-    }
-    return results, torch.cat(pointed_chunks)[:num_episodes], examples
+        return results, None
+    return results, torch.cat(pointed_chunks)[:num_episodes]
 
 
 def episode_stats(

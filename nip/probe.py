@@ -15,24 +15,27 @@ JSON (default ``<run dir>/probe_<data>.json``).
 
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import MISSING
 from torch import Tensor
 
-from nip.checkpointing import atomic_write_json, load_checkpoint_file, resolve_checkpoint_path
+from nip.checkpointing import atomic_write_json, resolve_checkpoint_path
 from nip.cli import guarded, parse_args
-from nip.config.root import hyper_params_from_dict
-from nip.episodes import SILENT
+from nip.episodes import SILENT, one_hot_items
 from nip.errors import NipConfigError
-from nip.evaluate import DatasetArgs, check_writable
 from nip.evaluation import record_episodes
-from nip.experiment_settings import resolve_device
-from nip.factory import MAX_EVAL_ENVS, build_evaluation_env, build_evaluation_setup
-from nip.operators import build_policy_operator
+from nip.factory import MAX_EVAL_ENVS
+from nip.playback import (
+    PlayArgs,
+    check_writable,
+    data_name,
+    dataset_choice,
+    load_trained_run,
+    run_directory,
+)
 from nip.utils.seeding import derive_seed, fork_rng
 
 # Fewest examples on each side of the split for a probe to be fitted and scored.
@@ -42,37 +45,21 @@ NUM_SHUFFLES = 10
 
 
 @dataclass
-class ProbeArgs:
-    """Arguments of ``nip.probe``.
+class ProbeArgs(PlayArgs):
+    """Arguments of ``nip.probe``: those of :class:`nip.playback.PlayArgs` (``dataset``
+    defaults to the test split; ``seed`` also seeds the split; ``output``: the JSON, default
+    ``<run dir>/probe_<data>.json``) and
 
     Attributes
     ----------
-    checkpoint : str
-        A run directory, its ``checkpoints`` directory, or a checkpoint file.
-    dataset : DatasetArgs
-        ``dataset.split`` (``test``, the default, or ``train``) or ``dataset.path``.
     num_passes : int
         Episodes per example (each pass samples the agents' actions afresh).
     heldout_fraction : float
         Share of the examples held out to score the probes.
-    seed : int
-        Seeds the episodes and the split.
-    greedy : bool
-        Play every agent's most likely action instead of sampling.
-    device : str
-        ``auto``, ``cpu`` or ``cuda``.
-    output : str or None
-        The JSON file to write (default ``<run dir>/probe_<data>.json``).
     """
 
-    checkpoint: str = MISSING
-    dataset: DatasetArgs = field(default_factory=DatasetArgs)
     num_passes: int = 4
     heldout_fraction: float = 0.3
-    seed: int = 0
-    greedy: bool = False
-    device: str = "auto"
-    output: str | None = None
 
 
 def message_features(pointed: Tensor, num_items: int, agents: list[int]) -> np.ndarray:
@@ -84,10 +71,7 @@ def message_features(pointed: Tensor, num_items: int, agents: list[int]) -> np.n
     pointed : Tensor
         long ``[E, T, A, C, P]`` (see :func:`nip.evaluation.record_episodes`).
     """
-    chosen = pointed[:, :, agents]
-    one_hot = torch.nn.functional.one_hot(chosen.clamp(min=0), num_items)
-    one_hot = one_hot * (chosen != SILENT)[..., None]
-    return one_hot.flatten(1).to(torch.float32).numpy()
+    return one_hot_items(pointed[:, :, agents], num_items).flatten(1).numpy()
 
 
 def split_examples(groups: np.ndarray, heldout_fraction: float, seed: int) -> np.ndarray:
@@ -198,33 +182,25 @@ def probe(args: ProbeArgs) -> dict:
         raise NipConfigError(f"num_passes must be at least 1, got {args.num_passes}")
     if not 0 < args.heldout_fraction < 1:
         raise NipConfigError(f"heldout_fraction must be in (0, 1), got {args.heldout_fraction}")
-    path, split = args.dataset.path, args.dataset.split
-    if path is not None and split is not None:
-        raise NipConfigError("give at most one of dataset.path=<file> and dataset.split=...")
-    if split not in (None, "train", "test"):
-        raise NipConfigError(f"dataset.split must be train or test, got {split!r}")
-    split = "test" if path is None and split is None else split
+    path, split = dataset_choice(args.dataset, default_split="test")
     checkpoint_path = resolve_checkpoint_path(args.checkpoint)
-    run_dir = checkpoint_path.parent
-    run_dir = run_dir.parent if run_dir.name == "checkpoints" else run_dir
-    name = f"split_{split}" if split is not None else Path(path).stem
-    output = Path(args.output).expanduser() if args.output else run_dir / f"probe_{name}.json"
+    output = (
+        Path(args.output).expanduser()
+        if args.output
+        else run_directory(checkpoint_path) / f"probe_{data_name(path, split)}.json"
+    )
     check_writable(output)
-    state = load_checkpoint_file(checkpoint_path)
-    if "solo_heads" in state:
-        raise NipConfigError(
-            f"{checkpoint_path} is a trainer=solo_agent run: its agents send no messages"
-        )
-    hp = hyper_params_from_dict(state["hyper_params"])
-    device = resolve_device(args.device)
-    setup = build_evaluation_setup(hp, state["policy"], device, split=split, path=path)
-    num_envs = min(len(setup.dataset), MAX_EVAL_ENVS)
-    env = build_evaluation_env(setup, hp, state["observation_norm"], num_envs, args.seed, device)
-    policy = build_policy_operator(setup.policy, setup.scenario.policy_in_keys)
+    run = load_trained_run(checkpoint_path, args.device, path, split)
+    run.refuse_solo("its agents send no messages")
+    setup = run.setup
+    env = run.environment(min(len(setup.dataset), MAX_EVAL_ENVS), args.seed)
     num_episodes = args.num_passes * len(setup.dataset)
-    with fork_rng(device):
+    with fork_rng(run.device):
         torch.manual_seed(derive_seed(args.seed, "probe"))
-        results, pointed, examples = record_episodes(env, policy, num_episodes, greedy=args.greedy)
+        results, pointed = record_episodes(
+            env, run.policy_operator(), num_episodes, greedy=args.greedy
+        )
+    examples = env.base_env.examples(results.datapoint_id)
     handler = setup.protocol_handler
     targets = setup.scenario.probe_targets(setup.dataset, results, pointed, examples, handler)
     rows = probe_messages(
@@ -238,7 +214,7 @@ def probe(args: ProbeArgs) -> dict:
     )
     report = {
         "checkpoint": str(checkpoint_path),
-        "iteration": state["iteration"],
+        "iteration": run.state["iteration"],
         "dataset": str(path) if path else f"split={split}",
         "num_examples": len(setup.dataset),
         "num_episodes": num_episodes,

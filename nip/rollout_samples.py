@@ -7,7 +7,6 @@ import torch
 from tensordict import TensorDictBase
 
 from nip.episodes import DECISIONS, episode_from_frames
-from nip.operators import EPISODE_REWARD_KEY
 from nip.protocols.base import ProtocolHandler
 
 
@@ -44,28 +43,25 @@ def sample_episodes(
         b, s = rows[i].item(), cols[i].item()
         frame = rollouts[b, s]
         length = frame["round"].item() + 1
-        history = frame["next", "message_history"]  # [T, C, P, 2, N]
-        active = protocol_handler.active_mask(torch.arange(length), frame["seed"].expand(length))
-        transcript = []
-        for r in range(length):
-            for c, channel in enumerate(channels):
-                speakers = [agents[a] for a in range(len(agents)) if active[r, a, c]]
-                for item in scenario.describe_message(history[r, c]):
-                    transcript.append(f"r{r} {'+'.join(speakers)} @{channel}: {item}")
-        frames = rollouts[b, s - length + 1 : s + 1]
-        example_strata = {k: int(v[frame["datapoint_id"]]) for k, v in (strata or {}).items()}
+        datapoint = frame["datapoint_id"].item()
         episode = episode_from_frames(
-            frames, protocol_handler, scenario.example_keys, example_strata
+            rollouts[b, s - length + 1 : s + 1],
+            protocol_handler,
+            scenario.example_keys,
+            {k: int(v[datapoint]) for k, v in (strata or {}).items()},
         )
-        decision = frame["next", "verifier_decision"]
-        returns = frame["next", *EPISODE_REWARD_KEY][..., 0]
+        transcript = [
+            f"r{r} {agents[a]} @{channels[c]}: {item}"
+            for r, c, a, message in episode.spoken()
+            for item in scenario.describe_message(message)
+        ]
         samples.append(
             {
-                "datapoint_id": frame["datapoint_id"].item(),
-                "label": scenario.label_names[frame["y"].item()],
-                "decision": DECISIONS[decision.item()],
+                "datapoint_id": datapoint,
+                "label": scenario.label_names[episode.label],
+                "decision": DECISIONS[episode.decision],
                 "length": length,
-                "returns": {a: returns[k].item() for k, a in enumerate(agents)},
+                "returns": dict(zip(agents, episode.returns.tolist(), strict=True)),
                 "transcript": "; ".join(transcript),
                 "example": scenario.describe_example(frame),
                 "pictures": scenario.rollout_pictures(episode, agents, channels),

@@ -15,22 +15,18 @@ import html
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import MISSING
 
-from nip.checkpointing import load_checkpoint_file, resolve_checkpoint_path
+from nip.checkpointing import resolve_checkpoint_path
 from nip.cli import guarded, parse_args
-from nip.config.root import hyper_params_from_dict
-from nip.episodes import DECISIONS, OUTCOME_FILTERS, SILENT, Episode, figure_png
+from nip.episodes import DECISIONS, Episode, figure_png
 from nip.errors import NipConfigError
-from nip.evaluate import DatasetArgs
-from nip.evaluation import record_episodes
-from nip.experiment_settings import resolve_device
-from nip.factory import MAX_EVAL_ENVS, build_evaluation_env, build_evaluation_setup
-from nip.operators import build_policy_operator
+from nip.evaluation import OUTCOMES, record_episodes
+from nip.factory import MAX_EVAL_ENVS
+from nip.playback import PlayArgs, dataset_choice, load_trained_run, run_directory
 from nip.utils.seeding import derive_seed, fork_rng
 
 # Episodes are searched for in batches of at most this many (a filter may need many).
@@ -38,66 +34,27 @@ SEARCH_BATCH = 256
 
 
 @dataclass
-class VisualiseArgs:
-    """Arguments of ``nip.visualise``.
+class VisualiseArgs(PlayArgs):
+    """Arguments of ``nip.visualise``: those of :class:`nip.playback.PlayArgs` (``dataset``
+    defaults to the test split; ``output``: the directory, default
+    ``<run dir>/visualisations``) and
 
     Attributes
     ----------
-    checkpoint : str
-        A run directory, its ``checkpoints`` directory, or a checkpoint file.
-    dataset : DatasetArgs
-        ``dataset.split`` (``test``, the default, or ``train``) or ``dataset.path`` (a
-        dataset file of the run's scenario).
     num_episodes : int
         How many episodes to draw (at most one per example of the dataset).
     only : str or None
         Keep only episodes that are ``wrong`` (the verifier did not decide rightly: decided
         wrongly or never), ``right``, ``accepted``, ``rejected`` or ``ran_out`` (of rounds).
-    seed : int
-        Seeds the sampled actions and the episode seeds.
-    greedy : bool
-        Play every agent's most likely action instead of sampling.
-    device : str
-        ``auto``, ``cpu`` or ``cuda``.
-    output : str or None
-        The directory to write to (default ``<run dir>/visualisations``).
     """
 
-    checkpoint: str = MISSING
-    dataset: DatasetArgs = field(default_factory=DatasetArgs)
     num_episodes: int = 8
     only: str | None = None
-    seed: int = 0
-    greedy: bool = False
-    device: str = "auto"
-    output: str | None = None
-
-
-def check_args(args: VisualiseArgs) -> None:
-    """One-line refusals of arguments that cannot work, before anything is loaded.
-
-    Raises
-    ------
-    NipConfigError
-    """
-    if args.num_episodes < 1:
-        raise NipConfigError(f"num_episodes must be at least 1, got {args.num_episodes}")
-    if args.only is not None and args.only not in OUTCOME_FILTERS:
-        raise NipConfigError(f"only={args.only!r}: choose one of {', '.join(OUTCOME_FILTERS)}")
-    if args.dataset.path is not None and args.dataset.split is not None:
-        raise NipConfigError("give at most one of dataset.path=<file> and dataset.split=...")
-    if args.dataset.split not in (None, "train", "test"):
-        raise NipConfigError(f"dataset.split must be train or test, got {args.dataset.split!r}")
-
-
-def run_directory(checkpoint_path: Path) -> Path:
-    """The run directory of a checkpoint file (the parent of its ``checkpoints/``)."""
-    parent = checkpoint_path.parent
-    return parent.parent if parent.name == "checkpoints" else parent
 
 
 def check_output(output: Path) -> None:
-    """Fail before playing if ``output`` cannot become a directory we write into.
+    """Fail before playing if ``output`` cannot become a directory we write into (nothing is
+    created here: a refused command leaves no trace).
 
     Raises
     ------
@@ -114,8 +71,8 @@ def check_output(output: Path) -> None:
         raise NipConfigError(f"output={output}: cannot write there (permission denied)")
 
 
-def select_episodes(env, policy, num_examples: int, args: VisualiseArgs, strata, item_shape):
-    """Play through the dataset in order until ``args.num_episodes`` episodes pass
+def select_episodes(env, policy, num_examples: int, args: VisualiseArgs, strata):
+    """Play through the dataset in order until ``args.num_episodes`` episodes are of outcome
     ``args.only`` (one pass at most).
 
     Returns
@@ -125,50 +82,28 @@ def select_episodes(env, policy, num_examples: int, args: VisualiseArgs, strata,
         How many episodes were played to find them.
     """
     wanted = min(args.num_episodes, num_examples) if args.only is None else args.num_episodes
-    batch = env.batch_size[0]
+    base = env.base_env
     found: list[Episode] = []
     played = 0
     while len(found) < wanted and played < num_examples:
-        count = min(batch, num_examples - played)
-        results, pointed, examples = record_episodes(env, policy, count, greedy=args.greedy)
+        count = min(env.batch_size[0], num_examples - played)
+        results, pointed = record_episodes(env, policy, count, greedy=args.greedy)
         played += count
-        for i in range(count):
-            datapoint = int(results.datapoint_id[i])
-            episode = Episode(
-                datapoint_id=datapoint,
-                label=int(results.y[i]),
-                decision=int(results.decision[i]),
-                terminated=bool(results.terminated[i]),
-                length=int(results.length[i]),
-                returns=results.reward[i],
-                pointed=pointed[i],
-                example={k: v[i] for k, v in examples.items()},
-                strata={k: int(v[datapoint]) for k, v in strata.items()},
-                item_shape=item_shape,
-            )
-            if episode.matches(args.only):
-                found.append(episode)
-                if len(found) == wanted:
-                    break
+        keep = results.outcome(args.only) if args.only else torch.ones(count, dtype=torch.bool)
+        picked = keep.nonzero()[:, 0][: wanted - len(found)]
+        recording = (results, pointed, base.examples(results.datapoint_id))
+        found += [Episode.recorded(recording, i, strata, base.item_shape) for i in picked.tolist()]
     return found, played
 
 
 def transcript(episode: Episode, scenario, agent_names, channel_names) -> list[str]:
-    """Per round and speaking agent, the items it pointed at in the scenario's words."""
-    lines = []
-    num_items = int(torch.tensor(episode.item_shape).prod())
-    for r in range(episode.length):
-        for a, agent in enumerate(agent_names):
-            for c, channel in enumerate(channel_names):
-                items = episode.pointed[r, a, c]
-                if (items == SILENT).all():
-                    continue
-                one_hot = torch.nn.functional.one_hot(items.clamp(min=0), num_items)
-                one_hot = (one_hot * (items != SILENT)[:, None]).unflatten(-1, episode.item_shape)
-                where = f" @{channel}" if len(channel_names) > 1 else ""
-                said = ", ".join(scenario.describe_message(one_hot))
-                lines.append(f"round {r}: {agent}{where} -> {said}")
-    return lines
+    """Per round, channel and speaking agent, the items it pointed at in the scenario's words."""
+    several = len(channel_names) > 1
+    return [
+        f"round {r}: {agent_names[a]}{f' @{channel_names[c]}' if several else ''} -> "
+        + ", ".join(scenario.describe_message(message))
+        for r, c, a, message in episode.spoken()
+    ]
 
 
 def visualise(args: VisualiseArgs) -> dict:
@@ -182,7 +117,11 @@ def visualise(args: VisualiseArgs) -> dict:
     NipCheckpointError, NipDataError
         For a missing or damaged checkpoint, or a dataset file not of the run's scenario.
     """
-    check_args(args)
+    if args.num_episodes < 1:
+        raise NipConfigError(f"num_episodes must be at least 1, got {args.num_episodes}")
+    if args.only is not None and args.only not in OUTCOMES:
+        raise NipConfigError(f"only={args.only!r}: choose one of {', '.join(OUTCOMES)}")
+    path, split = dataset_choice(args.dataset, default_split="test")
     checkpoint_path = resolve_checkpoint_path(args.checkpoint)
     output = (
         Path(args.output).expanduser()
@@ -190,34 +129,22 @@ def visualise(args: VisualiseArgs) -> dict:
         else run_directory(checkpoint_path) / "visualisations"
     )
     check_output(output)
-    state = load_checkpoint_file(checkpoint_path)
-    if "solo_heads" in state:
-        raise NipConfigError(
-            f"{checkpoint_path} is a trainer=solo_agent run: its agents classify alone and "
-            "play no episodes, so there is nothing to draw"
-        )
-    hp = hyper_params_from_dict(state["hyper_params"])
-    device = resolve_device(args.device)
-    path, split = args.dataset.path, args.dataset.split
-    split = "test" if path is None and split is None else split
-    setup = build_evaluation_setup(hp, state["policy"], device, split=split, path=path)
-    num_examples = len(setup.dataset)
-    batch = min(num_examples, SEARCH_BATCH if args.only else args.num_episodes, MAX_EVAL_ENVS)
-    env = build_evaluation_env(setup, hp, state["observation_norm"], batch, args.seed, device)
-    policy = build_policy_operator(setup.policy, setup.scenario.policy_in_keys)
-    item_shape = tuple(env.base_env.item_shape)
-    strata = {k: v.cpu() for k, v in setup.scenario.strata(setup.dataset).items()}
-    with fork_rng(device):
+    run = load_trained_run(checkpoint_path, args.device, path, split)
+    run.refuse_solo("its agents classify alone and play no episodes, so there is nothing to draw")
+    scenario, dataset = run.setup.scenario, run.setup.dataset
+    batch = min(len(dataset), SEARCH_BATCH if args.only else args.num_episodes, MAX_EVAL_ENVS)
+    env = run.environment(batch, args.seed)
+    strata = {k: v.cpu() for k, v in scenario.strata(dataset).items()}
+    with fork_rng(run.device):
         torch.manual_seed(derive_seed(args.seed, "visualise"))
-        episodes, played = select_episodes(env, policy, num_examples, args, strata, item_shape)
+        episodes, played = select_episodes(env, run.policy_operator(), len(dataset), args, strata)
     if not episodes:
         raise NipConfigError(
             f"no episode of the {played} played (one per example) is {args.only}; "
             "nothing was written"
         )
-    handler = setup.protocol_handler
+    handler = run.setup.protocol_handler
     agents, channels = handler.agent_names, handler.channel_names
-    scenario = setup.scenario
     pictures, rows = [], []
     for i, episode in enumerate(episodes):
         name = f"episode_{i:03d}_datapoint_{episode.datapoint_id}.png"
@@ -238,9 +165,9 @@ def visualise(args: VisualiseArgs) -> dict:
         )
     summary = {
         "checkpoint": str(checkpoint_path),
-        "iteration": state["iteration"],
+        "iteration": run.state["iteration"],
         "dataset": str(path) if path else f"split={split}",
-        "protocol": hp.protocol.name,
+        "protocol": run.hp.protocol.name,
         "agents": list(agents),
         "only": args.only,
         "seed": args.seed,

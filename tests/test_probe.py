@@ -49,7 +49,8 @@ def probe_scripted(rule: str, num_pairs: int = 160, passes: int = 2) -> dict:
     handler = build_protocol_handler(ProtocolConfig())
     dataset = random_pairs(num_pairs, NODES, seed=2)
     env = add_episode_return(GraphIsoEnvironment(dataset, handler, 80, seed=1, shuffle=False))
-    results, pointed, examples = record_episodes(env, Prover(handler, rule), passes * num_pairs)
+    results, pointed = record_episodes(env, Prover(handler, rule), passes * num_pairs)
+    examples = env.base_env.examples(results.datapoint_id)
     targets = GraphIsoScenario().probe_targets(dataset, results, pointed, examples, handler)
     rows = probe_messages(
         targets,

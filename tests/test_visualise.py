@@ -54,10 +54,11 @@ class Pointer:
 
 
 def play(config, rule: str = "never"):
+    """The handler and ``(results, pointed, examples)`` of scripted episodes."""
     handler = build_protocol_handler(config)
     env = GraphIsoEnvironment(random_pairs(NUM_PAIRS, NODES), handler, 5, seed=3, shuffle=False)
-    env = add_episode_return(env)
-    return handler, record_episodes(env, Pointer(handler, rule), NUM_PAIRS)
+    results, pointed = record_episodes(add_episode_return(env), Pointer(handler, rule), NUM_PAIRS)
+    return handler, (results, pointed, env.examples(results.datapoint_id))
 
 
 def expected_speakers(name: str, r: int) -> list[tuple[str, int]]:
@@ -71,19 +72,7 @@ PROTOCOLS = {"nip": ProtocolConfig(), "mnip": MultiProverProtocolConfig(name="mn
 
 
 def episode_at(handler, recorded, i: int) -> Episode:
-    results, pointed, examples = recorded
-    return Episode(
-        datapoint_id=int(results.datapoint_id[i]),
-        label=int(results.y[i]),
-        decision=int(results.decision[i]),
-        terminated=bool(results.terminated[i]),
-        length=int(results.length[i]),
-        returns=results.reward[i],
-        pointed=pointed[i],
-        example={k: v[i] for k, v in examples.items()},
-        strata={"wl_score": 2},
-        item_shape=(2, NODES),
-    )
+    return Episode.recorded(recorded, i, {"wl_score": torch.full((NUM_PAIRS,), 2)}, (2, NODES))
 
 
 @pytest.mark.parametrize("name", list(PROTOCOLS))

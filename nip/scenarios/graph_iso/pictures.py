@@ -52,11 +52,11 @@ def graph_layout(adjacency: np.ndarray, num_nodes: int) -> np.ndarray:
 def pointed_nodes(episode: Episode) -> list[tuple[int, int, int, int, int]]:
     """``(round, agent, channel, graph, node)`` for every item an agent pointed at, in order."""
     num_nodes = episode.item_shape[1]
-    pointed = episode.pointed
+    spoke = episode.pointed != SILENT
+    items = episode.pointed[spoke].tolist()
     choices = {
         (r, a, c, item // num_nodes, item % num_nodes)
-        for (r, a, c, p) in (pointed != SILENT).nonzero().tolist()
-        for item in [pointed[r, a, c, p].item()]
+        for (r, a, c, _), item in zip(spoke.nonzero().tolist(), items, strict=True)
     }
     return sorted(choices)
 

@@ -1,11 +1,13 @@
 """Shared helpers of the Hydra entry points: one-line errors and config pre-flight."""
 
+import argparse
 import importlib.util
 import re
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from omegaconf.errors import OmegaConfBaseException
 
@@ -241,3 +243,24 @@ def parse_args(schema: type, argv: list[str], doc: str) -> object | None:
         return OmegaConf.to_object(merged)
     except Exception as e:  # OmegaConf's errors for unknown keys, types, missing values
         raise NipConfigError(one_line(e)) from None
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors (``nip: error: ...``, exit status 2).
+
+    ``synopsis`` (e.g. ``SWEEP_DIR [--out DIR]``) follows the program's name in the hint
+    each error ends with. Abbreviated flags are refused: a typo must not pass for another flag.
+    """
+
+    def __init__(self, *args, synopsis: str = "", **kwargs) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+        self.synopsis = synopsis
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message} (usage: {self.prog} {self.synopsis}; see --help)")
+        raise AssertionError("fail() exits")  # for type checkers: fail() never returns
+
+
+def program_name(script: str, module: str) -> str:
+    """How the user called us: the console script's name, or ``python -m <module>``."""
+    return script if Path(sys.argv[0]).name == script else f"python -m {module}"

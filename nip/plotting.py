@@ -81,6 +81,41 @@ def metrics_figure(metrics_path: Path, agent_names: tuple[str, ...], share: str)
     return fig
 
 
+def diagnostics_figure(metrics_path: Path, agent_names: tuple[str, ...]) -> Figure | None:
+    """How decided the agents are, or ``None`` before the first iteration.
+
+    Left: each agent's mean normalised entropy of its messages (1: uniform over the items
+    it could point at, 0: always the same one). Middle: the same for the verifier's
+    decisions. Right: the mean episode length in rounds, in training and in tests.
+    """
+    rows = MetricsFile(metrics_path).read(skip_damaged=True)
+    train = [r for r in rows if "mean_accuracy" in r]
+    if not train:
+        return None
+    test = [r for r in rows if "test_mean_episode_length" in r]
+    fig, (ax_msg, ax_dec, ax_len) = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, stat in ((ax_msg, "message"), (ax_dec, "decision")):
+        for i, agent in enumerate(agent_names):
+            x, y = _series(train, f"{agent}.mean_{stat}_entropy")
+            if x:  # only agents that take such actions
+                ax.plot(x, y, label=agent, color=f"C{i}")
+        ax.set(
+            xlabel="iteration",
+            ylabel="normalised entropy",
+            ylim=SHARE_LIMITS,
+            title=f"{stat.capitalize()} entropy (1: uniform)",
+        )
+        if ax.lines:
+            ax.legend()
+    ax_len.plot(*_series(train, "mean_episode_length"), label="train", color="C0")
+    if test:
+        ax_len.plot(*_series(test, "test_mean_episode_length"), "o-", label="test", color="C3")
+    ax_len.set(xlabel="iteration", ylabel="rounds", title="Episode length")
+    ax_len.legend()
+    fig.tight_layout()
+    return fig
+
+
 def solo_metrics_figure(
     metrics_path: Path, agent_names: tuple[str, ...], share: str
 ) -> Figure | None:

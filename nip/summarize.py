@@ -22,7 +22,6 @@ Checking the lock means taking it, shared and without waiting, for an instant; a
 starts in that instant waits for it (:data:`nip.run_lock.READER_GRACE_S`).
 """
 
-import argparse
 import csv
 import io
 import math
@@ -31,13 +30,13 @@ import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import yaml
 
 from nip.checkpointing import atomic_write_bytes, load_checkpoint_file
-from nip.cli import fail, guarded
+from nip.cli import ArgumentParser, guarded, program_name
 from nip.errors import NipCheckpointError, NipError
 from nip.metrics import MetricsFile
 from nip.run_lock import is_locked
@@ -572,7 +571,27 @@ def setting_label(keys: Sequence[str], setting: Setting) -> str:
 
 
 def plot_learning_curves(summary: SweepSummary, out_path: Path) -> Path | None:
-    """Write train and test accuracy against iteration, one colour per setting, as a PNG.
+    """Write :func:`learning_curves_figure` as a PNG.
+
+    Returns
+    -------
+    Path or None
+        ``out_path``, or ``None`` when there is nothing to plot.
+    """
+    fig = learning_curves_figure(summary)
+    if fig is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(out_path, buffer.getvalue())
+    return out_path
+
+
+def learning_curves_figure(summary: SweepSummary):
+    """Train and test accuracy against iteration, one colour per setting.
 
     Each setting's line is the mean over its seeds (of every status: running and stopped
     jobs show how far they got), shaded from the lowest to the highest seed; the dashed line
@@ -580,9 +599,8 @@ def plot_learning_curves(summary: SweepSummary, out_path: Path) -> Path | None:
 
     Returns
     -------
-    Path or None
-        ``out_path``, or ``None`` when no job has a training line with the verifier's
-        accuracy yet.
+    matplotlib.figure.Figure or None
+        ``None`` when no job has a training line with the verifier's accuracy yet.
     """
     # Verifier-accuracy curves: runs without them (solo-agent runs) have their own plots.
     if not any("mean_accuracy" in row for job in summary.jobs for row in job.train):
@@ -626,11 +644,7 @@ def plot_learning_curves(summary: SweepSummary, out_path: Path) -> Path | None:
         ax.legend(fontsize="small", loc="best")
     fig.suptitle(f"{summary.sweep_dir} (mean over seeds; shaded: min to max)", fontsize="small")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(out_path, buffer.getvalue())
-    return out_path
+    return fig
 
 
 # -- output --------------------------------------------------------------------------------
@@ -677,8 +691,9 @@ def _mean_pm_std(mean: float, std: float) -> str:
     return f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
 
 
-def format_table(summary: SweepSummary) -> str:
-    """The printed table: settings as rows, ``mean ± std`` over finished seeds as cells."""
+def table_cells(summary: SweepSummary) -> tuple[list[str], list[list[str]]]:
+    """The table's header and rows: settings as rows, ``mean ± std`` over finished seeds
+    as cells (also the sweep report's table)."""
     shown = {
         "test acc": "test_accuracy",
         "chance": "chance_accuracy",
@@ -696,6 +711,12 @@ def format_table(summary: SweepSummary) -> str:
         ]
         for setting in summary.settings
     ]
+    return header, rows
+
+
+def format_table(summary: SweepSummary) -> str:
+    """The printed table (see :func:`table_cells`), columns aligned."""
+    header, rows = table_cells(summary)
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     numeric_from = len(summary.keys)  # counts and statistics are right-aligned
     lines = []
@@ -783,14 +804,6 @@ def summarize(sweep_dir: Path, out_dir: Path | None = None) -> SweepSummary:
     return summary
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse with the project's one-line errors (``nip: error: ...``, exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        fail(f"{message} (usage: {self.prog} SWEEP_DIR [--out DIR]; see --help)")
-        raise AssertionError("fail() exits")  # for type checkers: fail() never returns
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m nip.summarize SWEEP_DIR [--out DIR]`` (or ``nip-summarize``).
 
@@ -807,11 +820,9 @@ def main(argv: list[str] | None = None) -> int:
         and raise ``SystemExit(2)``. A console script's ``sys.exit(main())`` and
         ``python -m nip.summarize`` thus behave alike.
     """
-    prog = (
-        "nip-summarize" if Path(sys.argv[0]).name == "nip-summarize" else "python -m nip.summarize"
-    )
-    parser = _ArgumentParser(
-        prog=prog,
+    parser = ArgumentParser(
+        prog=program_name("nip-summarize", "nip.summarize"),
+        synopsis="SWEEP_DIR [--out DIR]",
         description="Summarise a Hydra multirun of nip: one row per setting (the overrides "
         "that differ between jobs, seeds aside), mean ± std over finished seeds, a CSV and "
         "learning curves.",

@@ -26,7 +26,13 @@ from nip.episodes import DECISIONS, Episode, figure_png
 from nip.errors import NipConfigError
 from nip.evaluation import OUTCOMES, record_episodes
 from nip.factory import MAX_EVAL_ENVS
-from nip.playback import PlayArgs, dataset_choice, load_trained_run, run_directory
+from nip.playback import (
+    PlayArgs,
+    TrainedRun,
+    dataset_choice,
+    load_trained_run,
+    run_directory,
+)
 from nip.utils.seeding import derive_seed, fork_rng
 
 # Episodes are searched for in batches of at most this many (a filter may need many).
@@ -106,30 +112,21 @@ def transcript(episode: Episode, scenario, agent_names, channel_names) -> list[s
     ]
 
 
-def visualise(args: VisualiseArgs) -> dict:
-    """Draw the episodes; returns the summary written to ``episodes.json``.
+def draw_episodes(run: TrainedRun, args: VisualiseArgs) -> tuple[dict, list[tuple[str, bytes]]]:
+    """Play and draw the episodes ``args`` asks for on the data ``run`` was built with.
+
+    Returns
+    -------
+    summary : dict
+        What ``episodes.json`` holds, ``dataset`` left for the caller to name.
+    pictures : list of (str, bytes)
+        Each episode's file name and PNG, in the order of ``summary["episodes"]``.
 
     Raises
     ------
     NipConfigError
-        For arguments that cannot work, a solo-agent checkpoint, an unwritable output, or
-        when no episode passes the filter.
-    NipCheckpointError, NipDataError
-        For a missing or damaged checkpoint, or a dataset file not of the run's scenario.
+        For a solo-agent run, or when no episode passes the filter.
     """
-    if args.num_episodes < 1:
-        raise NipConfigError(f"num_episodes must be at least 1, got {args.num_episodes}")
-    if args.only is not None and args.only not in OUTCOMES:
-        raise NipConfigError(f"only={args.only!r}: choose one of {', '.join(OUTCOMES)}")
-    path, split = dataset_choice(args.dataset, default_split="test")
-    checkpoint_path = resolve_checkpoint_path(args.checkpoint)
-    output = (
-        Path(args.output).expanduser()
-        if args.output
-        else run_directory(checkpoint_path) / "visualisations"
-    )
-    check_output(output)
-    run = load_trained_run(checkpoint_path, args.device, path, split)
     run.refuse_solo("its agents classify alone and play no episodes, so there is nothing to draw")
     scenario, dataset = run.setup.scenario, run.setup.dataset
     batch = min(len(dataset), SEARCH_BATCH if args.only else args.num_episodes, MAX_EVAL_ENVS)
@@ -164,9 +161,9 @@ def visualise(args: VisualiseArgs) -> dict:
             }
         )
     summary = {
-        "checkpoint": str(checkpoint_path),
+        "checkpoint": str(run.checkpoint_path),
         "iteration": run.state["iteration"],
-        "dataset": str(path) if path else f"split={split}",
+        "dataset": "",
         "protocol": run.hp.protocol.name,
         "agents": list(agents),
         "only": args.only,
@@ -175,6 +172,35 @@ def visualise(args: VisualiseArgs) -> dict:
         "num_played": played,
         "episodes": rows,
     }
+    return summary, pictures
+
+
+def visualise(args: VisualiseArgs) -> dict:
+    """Draw the episodes; returns the summary written to ``episodes.json``.
+
+    Raises
+    ------
+    NipConfigError
+        For arguments that cannot work, a solo-agent checkpoint, an unwritable output, or
+        when no episode passes the filter.
+    NipCheckpointError, NipDataError
+        For a missing or damaged checkpoint, or a dataset file not of the run's scenario.
+    """
+    if args.num_episodes < 1:
+        raise NipConfigError(f"num_episodes must be at least 1, got {args.num_episodes}")
+    if args.only is not None and args.only not in OUTCOMES:
+        raise NipConfigError(f"only={args.only!r}: choose one of {', '.join(OUTCOMES)}")
+    path, split = dataset_choice(args.dataset, default_split="test")
+    checkpoint_path = resolve_checkpoint_path(args.checkpoint)
+    output = (
+        Path(args.output).expanduser()
+        if args.output
+        else run_directory(checkpoint_path) / "visualisations"
+    )
+    check_output(output)
+    run = load_trained_run(checkpoint_path, args.device, path, split)
+    summary, pictures = draw_episodes(run, args)
+    summary["dataset"] = str(path) if path else f"split={split}"
     page = html_page(summary, pictures)
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -207,19 +233,31 @@ def html_page(summary: dict, pictures: list[tuple[str, bytes]]) -> str:
         + ".</p>",
     ]
     for row, (name, png) in zip(summary["episodes"], pictures, strict=True):
-        data = base64.b64encode(png).decode("ascii")
-        verdict = "right" if row["right"] else "wrong"
-        parts += [
+        parts.append(episode_html(row, name, png))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def png_img(png: bytes, alt: str) -> str:
+    """An ``<img>`` element holding ``png`` itself (a data URI: nothing to fetch)."""
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def episode_html(row: dict, name: str, png: bytes) -> str:
+    """One episode's ``<figure>``: its picture and, below, the outcome and the transcript."""
+    esc = html.escape
+    verdict = "right" if row["right"] else "wrong"
+    return "\n".join(
+        [
             f'<figure id="{esc(name)}">',
-            f'<img alt="episode on datapoint {row["datapoint_id"]}" '
-            f'src="data:image/png;base64,{data}">',
+            png_img(png, f"episode on datapoint {row['datapoint_id']}"),
             f"<figcaption>datapoint {row['datapoint_id']}: label {esc(row['label'])}, "
             f"verifier {esc(row['decision'])} ({verdict}), {row['length']} rounds"
             f"<pre>{esc(chr(10).join(row['transcript']))}</pre></figcaption>",
             "</figure>",
         ]
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

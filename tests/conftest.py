@@ -30,6 +30,36 @@ def trainer_datasets(monkeypatch):
     use_datasets(monkeypatch, random_pairs(120, 6, 0), random_pairs(30, 6, 1))
 
 
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A one-iteration GI NIP run (tested, checkpointed), trained once per session for the
+    tests that only read it (visualise, probe, report); they must not change what it holds."""
+    import subprocess
+    import sys
+
+    from tests.helpers import TINY_DATA_OVERRIDES
+
+    base = tmp_path_factory.mktemp("trained_run")
+    run_dir = base / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nip.run",
+            "trainer.num_iterations=1",
+            *TINY_DATA_OVERRIDES,
+            f"cache_dir={base / 'cache'}",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
 def pytest_terminal_summary(terminalreporter):
     """Quote what the SLURM tests saw (preemption and time-out log lines, sacct records)."""
     import sys

@@ -22,7 +22,7 @@ from tests.test_cli import ROOT, tiny
 
 # What a wheel is built from; build outputs go to the copy, not the shared checkout.
 SOURCES = ["pyproject.toml", "README.md", "MANIFEST.in", "nip", "conf", "multirun_sweeps"]
-SCRIPTS = ["nip-run", "nip-evaluate", "nip-summarize", "nip-visualise", "nip-probe"]
+SCRIPTS = ["nip-run", "nip-evaluate", "nip-summarize", "nip-visualise", "nip-probe", "nip-report"]
 
 
 def run(*args: str | Path, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:

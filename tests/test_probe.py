@@ -19,7 +19,6 @@ from nip.scenarios.graph_iso.environment import GraphIsoEnvironment
 from nip.scenarios.graph_iso.probe_targets import corresponds
 from nip.scenarios.graph_iso.scenario import GraphIsoScenario
 from tests.helpers import random_pairs
-from tests.test_visualise import trained_run  # noqa: F401  (the module's trained run)
 
 NODES = 6
 
@@ -124,7 +123,7 @@ def test_corresponding_nodes_of_an_isomorphic_pair_by_hand():
     assert ends == {(0, 0), (0, 2), (2, 0), (2, 2), (1, 1)}
 
 
-def test_probe_command_reports_every_target_and_refuses_bad_input(trained_run, tmp_path, capsys):  # noqa: F811
+def test_probe_command_reports_every_target_and_refuses_bad_input(trained_run, tmp_path, capsys):
     from nip.probe import main
 
     out = tmp_path / "probe.json"

@@ -19,7 +19,7 @@ from nip.protocols import build_protocol_handler
 from nip.protocols.base import ACCEPT, CONTINUE
 from nip.scenarios.graph_iso.environment import GraphIsoEnvironment
 from nip.scenarios.graph_iso.scenario import GraphIsoScenario
-from tests.helpers import TINY_DATA_OVERRIDES, random_pairs
+from tests.helpers import random_pairs
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM_PAIRS = 12
@@ -203,21 +203,6 @@ def nip(module: str, *args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("visualise")
-    run_dir = base / "run"
-    result = nip(
-        "nip.run",
-        "trainer.num_iterations=1",
-        *TINY_DATA_OVERRIDES,
-        f"cache_dir={base / 'cache'}",
-        f"hydra.run.dir={run_dir}",
-    )
-    assert result.returncode == 0, result.stderr
-    return run_dir
 
 
 def test_visualise_writes_pictures_page_and_summary(trained_run, tmp_path):

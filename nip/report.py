@@ -26,8 +26,10 @@ from nip.metrics import MetricsFile
 from nip.playback import load_trained_run
 from nip.plotting import diagnostics_figure, metrics_figure, solo_metrics_figure
 from nip.stats import chance_accuracy, share_key
-from nip.summarize import find_job_dirs, read_jobs, summarize_jobs, table_cells
 from nip.summarize import learning_curves_figure as sweep_curves_figure
+from nip.summarize import table_cells
+from nip.sweep_jobs import FAILED, find_job_dirs, read_jobs
+from nip.sweep_stats import summarize_jobs
 from nip.visualise import VisualiseArgs, draw_episodes, episode_html, png_img
 
 REPORT_FILE = "report.html"
@@ -285,7 +287,7 @@ def sweep_report(sweep_dir: Path) -> str:
         html_table(header, rows),
         "<p>mean ± sample std over finished seeds; test statistics are the final test's.</p>",
     ]
-    failed = [(job.name, job.detail) for job in jobs if job.status == "failed"]
+    failed = [(job.name, job.detail) for job in jobs if job.status == FAILED]
     if failed:
         parts += ["<h3>Failed jobs</h3>", html_table(["job", "why"], failed)]
     curves = figure_img(sweep_curves_figure(summary), "learning curves of the settings")

@@ -3,7 +3,6 @@
 import contextlib
 import copy
 import dataclasses
-import math
 import time
 from abc import abstractmethod
 from collections.abc import Iterator
@@ -15,7 +14,6 @@ from torch import nn
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.data.replay_buffers import SamplerWithoutReplacement
-from torchrl.envs import ObservationNorm
 
 from nip.checkpointing import (
     restore_rng_state,
@@ -24,31 +22,34 @@ from nip.checkpointing import (
 )
 from nip.config.schedule import agents_updating
 from nip.errors import NipCheckpointError
-from nip.evaluation import EpisodeResults, episode_stats, run_episodes
 from nip.objectives.ppo import PerAgentLoss
 from nip.operators import (
-    NORMALIZED_KEYS,
-    VALUE_KEY,
     add_episode_return,
-    add_observation_norm,
     build_policy_operator,
     build_value_operator,
 )
-from nip.plotting import plot_metrics
-from nip.rollout_samples import log_rollout_samples, sample_episodes
-from nip.stats import chance_accuracy, rollout_stats, share_key
+from nip.trainers.advantages import mark_agent_ends, value_pass_advantages
 from nip.trainers.checkpointed import CheckpointedTrainer, resident_memory_mb
-from nip.trainers.param_freezer import ParamGroupFreezer
+from nip.trainers.observation_norm import (
+    ObservationNorms,
+    add_shared_observation_norms,
+    describe_norm_state,
+    estimate_norm_stats,
+    load_norm_state,
+    norm_state,
+)
+from nip.trainers.param_freezer import ParamGroupFreezer, per_agent_adam
+from nip.trainers.rl_testing import RlTestingMixin
 from nip.trainers.supervised import pretrain_policy_bodies
 from nip.trainers.trainer_base import TrainerState, attach_progress_bar
-from nip.utils.seeding import derive_seed, fork_rng, set_global_seed
-
-# Per-agent statistics of the critic, left out for random agents (they have none).
-CRITIC_STATS = ("mean_value", "mean_advantage", "mean_value_target", "residual_critic_variance")
+from nip.utils.seeding import derive_seed, set_global_seed
 
 
-class TensorDictRlTrainer(CheckpointedTrainer):
+class TensorDictRlTrainer(RlTestingMixin, CheckpointedTrainer):
     """Base of the RL trainers: everything but the loss and advantage estimator.
+
+    The test loop, logged statistics and plots come from
+    :class:`~nip.trainers.rl_testing.RlTestingMixin`.
 
     Subclasses implement :meth:`_get_loss_module_and_gae`. Construction builds the operators,
     loss, optimizer and replay buffer and then either resumes from the run's checkpoint or
@@ -94,60 +95,30 @@ class TensorDictRlTrainer(CheckpointedTrainer):
 
     # -- building --------------------------------------------------------------------------
     def _add_normalization_transforms(self) -> None:
-        """Add observation normalisation of ``x`` and ``message`` to both environments.
-
-        The statistics are placeholders (identity) until :meth:`_initialise_state` estimates
-        them or a checkpoint restores them; the test environment shares the training
-        statistics so agents see identically scaled inputs in training and test.
-        """
-        self.observation_norms: dict[str, list[ObservationNorm]] = {k: [] for k in NORMALIZED_KEYS}
-        train_norms = add_observation_norm(self.train_environment)
-        test_norms = add_observation_norm(self.test_environment)
-        for key in NORMALIZED_KEYS:
-            self.observation_norms[key] = [train_norms[key], test_norms[key]]
+        """Add observation normalisation of ``x`` and ``message`` to both environments
+        (identity until estimated or restored; see
+        :func:`nip.trainers.observation_norm.add_shared_observation_norms`)."""
+        self.observation_norms: ObservationNorms = add_shared_observation_norms(
+            self.train_environment, self.test_environment
+        )
 
     def _observation_norm_state(self) -> dict[str, dict[str, torch.Tensor]]:
-        return {
-            key: {"loc": norms[0].loc.detach().cpu(), "scale": norms[0].scale.detach().cpu()}
-            for key, norms in getattr(self, "observation_norms", {}).items()
-        }
+        return norm_state(getattr(self, "observation_norms", {}))
 
     def _set_observation_norm_state(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
-        for key, norms in getattr(self, "observation_norms", {}).items():
-            for norm in norms:
-                norm.loc.copy_(state[key]["loc"])
-                norm.scale.copy_(state[key]["scale"])
+        load_norm_state(getattr(self, "observation_norms", {}), state)
 
-    @torch.no_grad()
     def _estimate_normalization_stats(self) -> None:
-        """Estimate one mean and standard deviation per normalised key from random play.
-
-        Episodes are played with random actions through episode ends (environments are
-        reset as they finish, nothing stops at the first end), so the statistics cover every
-        round, not only freshly reset all-zero observations. A degenerate scale (a key that
-        never varies) falls back to 1 instead of blowing the inputs up.
-        """
-        base_env = self.scenario_instance.train_environment
-        env = base_env.spawn(seed=derive_seed(self.hyper_params.seed, "normalization"))
-        steps = math.ceil(self.hyper_params.trainer.num_normalization_frames / env.num_envs)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.hyper_params.seed, "normalization_actions"))
-            rollout = env.rollout(steps, break_when_any_done=False)
-        for key in NORMALIZED_KEYS:
-            values = rollout[key].double()
-            loc, scale = values.mean(), values.std()
-            if not torch.isfinite(scale) or scale < 1e-4:
-                scale = torch.ones_like(scale)
-            for norm in self.observation_norms[key]:
-                norm.loc.fill_(loc.item())
-                norm.scale.fill_(scale.item())
-        self.settings.logger.info(
-            "observation normalisation: "
-            + ", ".join(
-                f"{k} loc={v['loc'].item():.4g} scale={v['scale'].item():.4g}"
-                for k, v in self._observation_norm_state().items()
-            )
+        """Estimate the normalisation statistics from seeded random play (see
+        :func:`nip.trainers.observation_norm.estimate_norm_stats`)."""
+        estimate_norm_stats(
+            self.observation_norms,
+            self.scenario_instance.train_environment,
+            env_seed=derive_seed(self.hyper_params.seed, "normalization"),
+            action_seed=derive_seed(self.hyper_params.seed, "normalization_actions"),
+            num_frames=self.hyper_params.trainer.num_normalization_frames,
         )
+        self.settings.logger.info(describe_norm_state(self._observation_norm_state()))
 
     def _build_operators(self) -> None:
         """The TorchRL policy (a probabilistic actor over all agents) and value operators."""
@@ -167,13 +138,8 @@ class TensorDictRlTrainer(CheckpointedTrainer):
     def _get_optimizer_and_param_freezer(
         self, loss_module: nn.Module
     ) -> tuple[torch.optim.Optimizer, ParamGroupFreezer]:
-        """Adam over per-agent parameter groups built from module structure.
-
-        Raises
-        ------
-        RuntimeError
-            If a trainable parameter of the loss module is in no group (a bug).
-        """
+        """Adam over the scenario's per-agent parameter groups (see
+        :func:`nip.trainers.param_freezer.per_agent_adam`)."""
         groups = self.scenario.parameter_groups(
             self.scenario_instance.combined_policy,
             self.scenario_instance.combined_value,
@@ -181,22 +147,7 @@ class TensorDictRlTrainer(CheckpointedTrainer):
             self.protocol_handler,
             self.hyper_params.trainer.lr,
         )
-        grouped = {id(p) for g in groups for p in g["params"]}
-        missing = [
-            n for n, p in loss_module.named_parameters() if p.requires_grad and id(p) not in grouped
-        ]
-        if missing:
-            raise RuntimeError(f"parameters without an optimizer group: {missing[:5]}")
-        for group in groups:
-            group["initial_lr"] = group["lr"]
-        # The fused kernel updates every parameter in one call (the per-parameter loop costs
-        # several milliseconds per step on CPU); same algorithm, same hyper-parameters.
-        optimizer = torch.optim.Adam(groups, eps=1e-5, fused=True)
-        by_agent = {
-            agent: [g for g in optimizer.param_groups if g["name"].split(".")[0] == agent]
-            for agent in self.agent_names
-        }
-        return optimizer, ParamGroupFreezer(optimizer, by_agent)
+        return per_agent_adam(groups, loss_module, self.agent_names)
 
     def _get_replay_buffer(self, transform=None) -> ReplayBuffer:
         """A buffer holding one iteration's frames, sampled in minibatches without replacement."""
@@ -305,15 +256,6 @@ class TensorDictRlTrainer(CheckpointedTrainer):
         self.scenario_instance.combined_value.train()
         return stack
 
-    def _build_test_context(self, stack: contextlib.ExitStack) -> contextlib.ExitStack:
-        """No gradients and agents in evaluation mode for the duration of ``stack``."""
-        stack.enter_context(torch.no_grad())
-        self.scenario_instance.combined_policy.eval()
-        self.scenario_instance.combined_value.eval()
-        stack.callback(self.scenario_instance.combined_policy.train)
-        stack.callback(self.scenario_instance.combined_value.train)
-        return stack
-
     # -- training --------------------------------------------------------------------------
     def train(self) -> None:
         """Train for the remaining iterations, test, write the final metrics and plot."""
@@ -350,39 +292,6 @@ class TensorDictRlTrainer(CheckpointedTrainer):
             self.settings.wandb_run.summary.update(test_stats)
         self._plot()
         log.info(self._summary(test_stats))
-
-    def _plot(self) -> None:
-        plot_metrics(
-            self.metrics.path,
-            self.settings.run_dir / "training_curves.png",
-            self.agent_names,
-            share_key(self.scenario.label_names),
-        )
-
-    def _test_and_log(self) -> dict[str, float]:
-        """Run the test loop on the current agents; append its line to the metrics (and W&B).
-
-        The line is tagged with the number of completed training iterations. The test draws
-        only from generators of its own, so training continues exactly as without it.
-        """
-        with contextlib.ExitStack() as stack:
-            self._build_test_context(stack)
-            test_stats = self._run_test_loop()
-        self._log_row({"iteration": self.state.iteration, **test_stats})
-        return test_stats
-
-    def _summary(self, test_stats: dict[str, float]) -> str:
-        """One line for the end of the run: test accuracy against chance, and outcomes."""
-        chance = chance_accuracy(test_stats[share_key(self.scenario.label_names, "test_")])
-        return (
-            f"test accuracy {test_stats['test_mean_accuracy']:.3f} "
-            f"(chance {chance:.3f}: always answering the majority label); "
-            f"ran out of rounds {test_stats['test_terminated_fraction']:.3f}, "
-            f"accepted {test_stats['test_accept_fraction']:.3f}, "
-            f"rejected {test_stats['test_reject_fraction']:.3f}; "
-            f"mean episode length {test_stats['test_mean_episode_length']:.2f} rounds; "
-            f"outputs in {self.settings.run_dir}"
-        )
 
     def _pretrain_agents(self) -> None:
         """Supervised pretraining of every agent's policy body (``trainer.pretrain_agents``).
@@ -425,55 +334,22 @@ class TensorDictRlTrainer(CheckpointedTrainer):
             )
 
     def _prepare_for_advantage(self, data: TensorDictBase) -> None:
-        """Give every agent done and terminated flags (``[..., A, 1]``) for GAE.
+        """Give every agent done and terminated flags (``[..., A, 1]``) for GAE (see
+        :func:`nip.trainers.advantages.mark_agent_ends`)."""
+        mark_agent_ends(data, self.num_agents, self.hyper_params.advantage.bootstrap_at_decisions)
 
-        Every episode end is a true terminal state of this game: the verifier decided, or
-        the round limit (which agents observe through ``round``) was reached. So no agent
-        bootstraps past an episode end, whichever way it ended. (The environment's own
-        ``terminated`` flag keeps its narrower meaning, "ran out of rounds", for statistics.)
-        """
-        shape = (*data.batch_size, self.num_agents, 1)
-        # An agent may finish before the episode ends (zero knowledge's adversarial verifier).
-        done = data["next", "done"].unsqueeze(-2).expand(shape)
-        done = done | data["next", "agents", "agent_done"].unsqueeze(-1)
-        data.set(("next", "agents", "done"), done)
-        if self.hyper_params.advantage.bootstrap_at_decisions:
-            # The original's semantics: only running out of rounds is terminal.
-            terminated = data["next", "terminated"].unsqueeze(-2).expand(shape)
-            data.set(("next", "agents", "terminated"), terminated)
-        else:
-            data.set(("next", "agents", "terminated"), done)
-
-    @torch.no_grad()
     def _estimate_advantages(self, data: TensorDictBase) -> None:
-        """Per-agent advantages and value targets for a ``[envs, time]`` batch, in place.
-
-        The value network runs once, over ``[obs_0, ..., obs_{T-1}, next_obs_{T-1}]`` of each
-        environment, instead of once over the observations and once over the next ones:
-        within an episode ``next_obs[t]`` is ``obs[t+1]``, and after an episode end the next
-        value is never read (every end is terminal for every agent, see
-        :meth:`_prepare_for_advantage`). GAE then sees exactly the values two passes would
-        give, for ``(T + 1) / 2T`` of the cost.
-        """
+        """Per-agent advantages and value targets for a ``[envs, time]`` batch, in place: one
+        value pass over the batch (:func:`nip.trainers.advantages.value_pass_advantages`);
+        a loss without an estimator gets the episode ends alone."""
         self._prepare_for_advantage(data)
-        if self.gae is None:
-            return
-        time_dim = data.ndim - 1
-        steps = data.shape[time_dim]
-        in_keys = self.value_operator.in_keys
-        inputs = torch.cat(
-            [data.select(*in_keys), data["next"].select(*in_keys)[..., steps - 1 : steps]],
-            dim=time_dim,
-        )
-        values = self.value_operator(inputs).get(VALUE_KEY)
-        data.set(VALUE_KEY, values.narrow(time_dim, 0, steps))
-        next_values = values.narrow(time_dim, 1, steps)
-        if self.hyper_params.advantage.bootstrap_at_decisions:
-            # Bootstrapping after a decision reads the value of the observation after it,
-            # which is not the next frame's (a reset): evaluate those observations too.
-            next_values = self.value_operator(data["next"].select(*in_keys)).get(VALUE_KEY)
-        data.set(("next", *VALUE_KEY), next_values)
-        self.gae(data)
+        if self.gae is not None:
+            value_pass_advantages(
+                data,
+                self.value_operator,
+                self.gae,
+                self.hyper_params.advantage.bootstrap_at_decisions,
+            )
 
     @attach_progress_bar(lambda self: self.hyper_params.trainer.num_iterations)
     def _run_train_loop(self, iteration_context) -> None:
@@ -594,23 +470,6 @@ class TensorDictRlTrainer(CheckpointedTrainer):
         }
         return data, mean_loss_vals, times
 
-    def _log_rollout_samples(self, data: TensorDictBase, iteration: int) -> None:
-        """Every ``logger.rollout_sample_period`` iterations, a few episodes to W&B."""
-        period = getattr(self.hyper_params.logger, "rollout_sample_period", 0)
-        if not period or iteration % period != 0:
-            return
-        # A dedicated generator: sampling for display must not move the training RNG.
-        generator = torch.Generator().manual_seed(derive_seed(self.hyper_params.seed, iteration))
-        samples = sample_episodes(
-            data,
-            self.protocol_handler,
-            self.scenario,
-            self.hyper_params.logger.num_rollout_samples,
-            generator,
-            strata=self.scenario.strata(self.scenario_instance.train_dataset),
-        )
-        log_rollout_samples(self.settings.wandb_run, samples, iteration)
-
     def _train_on_replay_buffer(self) -> TensorDictBase:
         """Epochs x minibatches of gradient steps on this iteration's frames.
 
@@ -652,82 +511,3 @@ class TensorDictRlTrainer(CheckpointedTrainer):
     ) -> None:
         """Fill the parameters' ``.grad`` for one minibatch (here: the loss's gradient)."""
         total_loss.backward()
-
-    def _get_log_stats(
-        self,
-        rollouts: TensorDictBase,
-        mean_loss_vals: TensorDictBase | None = None,
-        *,
-        train: bool = True,
-        updated: tuple[bool, ...] | None = None,
-    ) -> dict[str, float]:
-        """Statistics of a batch of rollouts (and of the losses) as a flat dict of floats.
-
-        ``updated`` says which agents learnt from the batch (default: every learning agent);
-        only they have loss statistics.
-        """
-        updated = self.learning_agents if updated is None else updated
-        prefix = "" if train else "test_"
-        stats = rollout_stats(
-            rollouts, self.agent_names, prefix=prefix, label_names=self.scenario.label_names
-        )
-        for name, random in zip(self.agent_names, self.random_agents, strict=True):
-            if random:  # no critic: its values (constant 0) and advantages mean nothing
-                for key in CRITIC_STATS:
-                    stats.pop(f"{name}.{prefix}{key}", None)
-        if mean_loss_vals is not None:
-            for key, value in mean_loss_vals.items():
-                if key == "agents":
-                    for sub_key, column in value.items():
-                        values = column.tolist()  # one transfer per statistic, not per agent
-                        for agent, learnt, v in zip(self.agent_names, updated, values, strict=True):
-                            if learnt:  # the others have no loss
-                                stats[f"{agent}.{sub_key}"] = v
-                else:
-                    stats[key] = value.item()
-            if self.hyper_params.schedule.name != "constant":
-                for name, u in zip(self.agent_names, updated, strict=True):
-                    stats[f"{name}.updated"] = float(u)
-            critic_coeff = getattr(self.loss_module, "critic_coeff", None)
-            if "loss_critic" in stats and critic_coeff:
-                stats["loss_critic_unscaled"] = stats["loss_critic"] / float(critic_coeff)
-        return stats
-
-    @attach_progress_bar(lambda self: self.hyper_params.trainer.num_test_passes, leave=False)
-    def _run_test_loop(self, iteration_context) -> dict[str, float]:
-        """One episode per test pair and pass; accuracy overall, by label and by WL score.
-
-        Agents sample their actions as in training (``trainer.test_greedy`` plays the most
-        likely actions instead). The sampling is seeded from the experiment seed, the same
-        at every test, so the figures are a function of the agents alone; passes after the
-        first draw new samples. The global generators are restored afterwards.
-        """
-        t = self.hyper_params.trainer
-        dataset = self.scenario_instance.test_dataset
-        base = self.scenario_instance.test_environment
-        with fork_rng(self.device):
-            torch.manual_seed(derive_seed(self.hyper_params.seed, "test"))
-            base.cycler.restart()
-            base.set_seed(derive_seed(self.hyper_params.seed, "test_environment"))
-            results = []
-            for _ in range(t.num_test_passes):
-                results.append(
-                    run_episodes(
-                        self.test_environment,
-                        self.policy_operator,
-                        len(dataset),
-                        greedy=t.test_greedy,
-                    )
-                )
-                iteration_context.step()
-        merged = EpisodeResults.concatenate(results)
-        strata = self.scenario.strata(dataset)
-        stats = episode_stats(
-            merged,
-            self.agent_names,
-            strata,
-            prefix="test_",
-            label_names=self.scenario.label_names,
-        )
-        stats["test_greedy"] = t.test_greedy
-        return stats

@@ -20,10 +20,9 @@ from nip.scenarios.graph_iso.agents import (
     GraphIsoAgentBody,
     build_bodies,
     build_combined_agents,
-    graph_pair_attention_allowed,
-    graph_pair_attention_bias,
 )
 from nip.scenarios.graph_iso.config import GraphIsoAgentConfig, GraphIsoScenarioConfig, LrFactors
+from nip.scenarios.graph_iso.layers import graph_pair_attention_allowed, graph_pair_attention_bias
 from nip.utils.nn import MASKED_LOGIT, TransformerEncoderLayer, fast_tanh, mlp, orthogonal_init_
 
 N = 6  # max nodes per graph in these tests

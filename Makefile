@@ -26,8 +26,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check nip tests benchmarks
 	$(BIN)/ruff format --check nip tests benchmarks
 
+# Two workers, each taking whole test files, slowest first (tests/conftest.py orders them): a
+# module's fixtures are built once, and the SLURM tests run one after the other.
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py

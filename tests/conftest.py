@@ -60,12 +60,56 @@ def trained_run(tmp_path_factory) -> Path:
     return run_dir
 
 
-def pytest_terminal_summary(terminalreporter):
-    """Quote what the SLURM tests saw (preemption and time-out log lines, sacct records)."""
+# The slowest test files, slowest first. `make test` gives whole files to two xdist workers in
+# collection order (``--dist loadfile --no-loadscope-reorder``); starting the long ones first
+# keeps one of them from starting last while the other worker idles. Order within a file is
+# unchanged.
+SLOW_FILES = (
+    "test_slurm.py",
+    "test_resume_cli.py",
+    "test_cli.py",
+    "test_faults.py",
+    "test_wandb_offline.py",
+    "test_install.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        name = item.path.name
+        return SLOW_FILES.index(name) if name in SLOW_FILES else len(SLOW_FILES)
+
+    items.sort(key=rank)
+
+
+def _slurm_evidence() -> list[str]:
     import sys
 
-    module = sys.modules.get("tests.test_slurm")
-    lines = getattr(module, "EVIDENCE", [])
+    return list(getattr(sys.modules.get("tests.test_slurm"), "EVIDENCE", []))
+
+
+def pytest_configure(config):
+    config.nip_slurm_evidence = []
+
+
+def pytest_sessionfinish(session):
+    """On an xdist worker, send what the SLURM tests saw to the controller, which prints it."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["nip_slurm_evidence"] = _slurm_evidence()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """Collect a finished xdist worker's SLURM evidence (see ``pytest_sessionfinish``)."""
+    lines = getattr(node, "workeroutput", {}).get("nip_slurm_evidence", [])
+    node.config.nip_slurm_evidence.extend(lines)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Quote what the SLURM tests saw (preemption and time-out log lines, sacct records),
+    whether they ran in this process or on an xdist worker."""
+    lines = config.nip_slurm_evidence + _slurm_evidence()
     if lines:
         terminalreporter.section("SLURM jobs")
         for line in lines:

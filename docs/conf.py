@@ -1,0 +1,82 @@
+"""Sphinx configuration of the ``nip`` documentation (``make docs``)."""
+
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS / "_ext"))
+sys.path.insert(0, str(DOCS.parent))
+
+import nip  # noqa: E402
+
+project = "nip"
+author = "the nip authors"
+release = version = nip.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.viewcode",
+    "myst_parser",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build", "guides", "tutorials", "reference", "Thumbs.db", ".DS_Store"]
+templates_path = ["_templates"]
+
+# MyST: ```{directive}``` blocks, and anchors for the Markdown headings (for cross-links).
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+# API reference: one generated page per module of the package (docs/api/_autosummary).
+autosummary_generate = True
+autosummary_imported_members = False
+autodoc_default_options = {
+    "members": True,
+    "show-inheritance": True,
+    "member-order": "bysource",
+    # Document each object where it is defined, not again where a package re-exports it.
+    "ignore-module-all": True,
+}
+autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented_params"
+autodoc_class_signature = "separated"
+
+# The docstrings are numpy-style. Attributes become an "ivar" field list rather than
+# attribute entries, which would duplicate the dataclass fields autodoc documents itself.
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+napoleon_use_ivar = True
+napoleon_use_rtype = False
+
+# Type references to torch, TorchRL, TensorDict and Hydra are not resolved (no intersphinx:
+# the build runs offline), so unresolved references are not warnings.
+nitpicky = False
+
+html_theme = "furo"
+html_title = f"nip {release}"
+
+# Classes with a page of their own (docs/api/interfaces.rst, with inherited and private
+# members) are left out of their module's generated page, so each is described once.
+INTERFACE_CLASSES = {
+    "nip.trainers.rl_tensordict_base.TensorDictRlTrainer",
+    "nip.trainers.checkpointed.CheckpointedTrainer",
+    "nip.trainers.trainer_base.Trainer",
+    "nip.trainers.rl_testing.RlTestingMixin",
+    "nip.scenarios.base.Scenario",
+    "nip.protocols.base.ProtocolHandler",
+    "nip.protocols.base.DeterministicProtocolHandler",
+}
+
+
+def _skip_interface_classes(app, what, name, obj, skip, options):
+    """Skip the interface classes when a module page lists its members."""
+    if what == "module" and isinstance(obj, type):
+        if f"{obj.__module__}.{obj.__qualname__}" in INTERFACE_CLASSES:
+            return True
+    return None
+
+
+def setup(app):  # noqa: D103
+    app.connect("autodoc-skip-member", _skip_interface_classes)

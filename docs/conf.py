@@ -19,10 +19,11 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
     "myst_parser",
+    "config_reference",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "guides", "tutorials", "reference", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "reference/_generated", "guides", "tutorials"]
 templates_path = ["_templates"]
 
 # MyST: ```{directive}``` blocks, and anchors for the Markdown headings (for cross-links).
@@ -78,5 +79,50 @@ def _skip_interface_classes(app, what, name, obj, skip, options):
     return None
 
 
+def split_attribute_entries(lines: list[str]) -> list[str]:
+    """Give each name of an ``Attributes`` entry such as ``a, b : float`` its own entry.
+
+    Napoleon splits such entries in ``Parameters`` sections but not in ``Attributes``, where
+    Sphinx would read ``a,`` as a type. A list of types (``int, int, float``) with one type
+    per name is distributed over the names.
+    """
+    out: list[str] = []
+    in_attributes = False
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        if line.strip() and nxt.strip() and set(nxt.strip()) == {"-"}:
+            in_attributes = line.strip() == "Attributes"
+            out += [line, nxt]
+            i += 2
+            continue
+        if in_attributes and line and not line[0].isspace() and ", " in line.split(" : ")[0]:
+            names_part, _, type_part = line.partition(" : ")
+            names = [n.strip() for n in names_part.split(",")]
+            types = [t.strip() for t in type_part.split(",")] if type_part else []
+            j = i + 1
+            while j < len(lines) and (not lines[j] or lines[j][0].isspace()):
+                j += 1
+            body = lines[i + 1 : j]
+            while body and not body[-1].strip():
+                body.pop()
+            for k, name in enumerate(names):
+                tp = types[k] if len(types) == len(names) else type_part.strip()
+                out.append(f"{name} : {tp}" if tp else name)
+                out += body
+            i = j
+            continue
+        out.append(line)
+        i += 1
+    return out
+
+
+def _split_attribute_entries(app, what, name, obj, options, lines):
+    lines[:] = split_attribute_entries(lines)
+
+
 def setup(app):  # noqa: D103
     app.connect("autodoc-skip-member", _skip_interface_classes)
+    # Before napoleon (priority 500) turns the sections into fields.
+    app.connect("autodoc-process-docstring", _split_attribute_entries, priority=400)

@@ -23,7 +23,7 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "reference/_generated", "guides", "tutorials"]
+exclude_patterns = ["_build", "reference/_generated", "tutorials/add_protocol"]
 templates_path = ["_templates"]
 
 # MyST: ```{directive}``` blocks, and anchors for the Markdown headings (for cross-links).

@@ -23,7 +23,13 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "reference/_generated", "tutorials/add_protocol"]
+exclude_patterns = [
+    "_build",
+    "reference/_generated",
+    # Tutorial files included verbatim by the pages (and run by tests/test_tutorials.py).
+    "tutorials/add_protocol",
+    "tutorials/add_trainer",
+]
 templates_path = ["_templates"]
 
 # MyST: ```{directive}``` blocks, and anchors for the Markdown headings (for cross-links).

@@ -100,3 +100,97 @@ def test_the_tutorials_handler_check_runs(tutorial_protocol):
     step = page[page.index("## 4. Test it") :]
     (snippet,) = re.findall(r"```python\n(.*?)```", step, flags=re.S)
     exec(compile(snippet, "add_protocol.md", "exec"), {})
+
+
+# -- "Add a trainer" (docs/tutorials/add_trainer.md) -------------------------------------
+
+TRAINER_FILES = TUTORIALS / "add_trainer"
+
+
+@pytest.fixture
+def tutorial_trainer(tmp_path, monkeypatch):
+    """The tutorial's schema and trainer modules, imported from a package of their own, and
+    the schema registered as ``nip/config/root.py`` would (``GROUP_SCHEMAS``)."""
+    from hydra.core.config_store import ConfigStore
+
+    from nip.config.root import GROUP_SCHEMAS
+    from nip.trainers import TRAINER_REGISTRY
+
+    package = tmp_path / "tutorial_trainers"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("a2c_config.py", "a2c.py"):
+        shutil.copy(TRAINER_FILES / name, package / name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "a2c" not in TRAINER_REGISTRY
+    try:
+        config = importlib.import_module("tutorial_trainers.a2c_config")
+        module = importlib.import_module("tutorial_trainers.a2c")
+        monkeypatch.setitem(GROUP_SCHEMAS["trainer"], "a2c", config.A2cTrainerConfig)
+        yield config, module
+    finally:
+        TRAINER_REGISTRY.pop("a2c", None)
+        ConfigStore.instance().repo.get("trainer", {}).pop("a2c_schema.yaml", None)
+        for name in ("tutorial_trainers.a2c", "tutorial_trainers.a2c_config", "tutorial_trainers"):
+            sys.modules.pop(name, None)
+
+
+def test_add_a_trainer_tutorial(tutorial_trainer, tmp_path, monkeypatch):
+    """The A2C trainer composes, validates, and trains exactly as REINFORCE with a critic."""
+    import dataclasses
+
+    from nip.config import validate_hyper_params
+    from nip.config.loss import ReinforceLossConfig
+    from nip.config.trainer import ReinforceTrainerConfig
+    from nip.run import run_experiment
+    from tests.helpers import (
+        random_pairs,
+        read_metrics,
+        run_settings,
+        tiny_hyper_params,
+        use_datasets,
+    )
+
+    config, module = tutorial_trainer
+    config_dir = tmp_path / "conf"
+    (config_dir / "trainer").mkdir(parents=True)
+    shutil.copy(TRAINER_FILES / "a2c.yaml", config_dir / "trainer" / "a2c.yaml")
+    hp = compose_hyper_params(config_dir, ["trainer=a2c"])
+    validate_hyper_params(hp)
+    assert type(hp.trainer) is config.A2cTrainerConfig
+    assert (hp.trainer.num_epochs, hp.loss.name) == (1, "reinforce")
+
+    use_datasets(monkeypatch, random_pairs(80, 6), random_pairs(20, 6, 1))
+    tiny = tiny_hyper_params(tmp_path / "cache")
+    loop = {f.name: getattr(tiny.trainer, f.name) for f in dataclasses.fields(tiny.trainer)}
+    loop.pop("name")
+    runs = {
+        "a2c": config.A2cTrainerConfig(**loop),
+        "reinforce": ReinforceTrainerConfig(**loop, use_advantage_and_critic=True),
+    }
+    metrics = {}
+    for name, trainer_cfg in runs.items():
+        run_hp = dataclasses.replace(tiny, trainer=trainer_cfg, loss=ReinforceLossConfig())
+        trainer = run_experiment(run_hp, run_settings(tmp_path / name))
+        assert isinstance(trainer, module.A2cTrainer) == (name == "a2c")
+        metrics[name] = read_metrics(tmp_path / name)  # without timings
+    assert len(metrics["a2c"]) == 3 and "test_mean_accuracy" in metrics["a2c"][-1]
+    assert "verifier.loss_critic" in metrics["a2c"][0]
+    assert metrics["a2c"] == metrics["reinforce"]
+
+
+def test_the_scenario_tutorial_lists_the_abstract_methods():
+    """docs/tutorials/add_scenario.md's table names exactly what a scenario must implement."""
+    from nip.scenarios.base import Scenario
+
+    page = (TUTORIALS / "add_scenario.md").read_text()
+    table = page[page.index("<!-- abstract-methods -->") : page.index("<!-- /abstract-methods -->")]
+    listed = set(re.findall(r"^\| `(\w+)\(", table, flags=re.M))
+    assert listed == set(Scenario.__abstractmethods__)
+
+
+def test_a_trainer_needs_only_the_loss_and_the_advantage_estimator():
+    """What docs/tutorials/add_trainer.md promises a new RL trainer has to implement."""
+    from nip.trainers.rl_tensordict_base import TensorDictRlTrainer
+
+    assert set(TensorDictRlTrainer.__abstractmethods__) == {"_get_loss_module_and_gae"}

@@ -196,6 +196,15 @@ def yaml_value(value: Any) -> str:
     return str(value)
 
 
+ENV_DEFAULT = re.compile(r"^\$\{oc\.env:(\w+),'?([^'}]*)'?\}$")
+
+
+def shown_default(value: str) -> str:
+    """A default as the table shows it: ``${oc.env:VAR,'x'}`` reads ``$VAR, else x``."""
+    match = ENV_DEFAULT.match(value)
+    return f"${match[1]}, else {match[2]}" if match else value
+
+
 def _default(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
@@ -219,7 +228,7 @@ def schema_fields(schema: type) -> list[FieldDoc]:
         elif nested is not None:
             shown = "(table below)"
         else:
-            shown = yaml_value(default)
+            shown = shown_default(yaml_value(default))
         description = descriptions.get(f.name, "")
         if not description and f.name == "name":
             description = NAME_DESCRIPTION
@@ -306,7 +315,7 @@ def _cell(text: str) -> str:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> list[str]:
-    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 20 14 14 52", ""]
+    lines = [".. list-table::", "   :header-rows: 1", "   :widths: auto", ""]
     for row in [header, *rows]:
         lines.append(f"   * - {_cell(row[0])}")
         lines.extend(f"     - {_cell(c)}" for c in row[1:])
@@ -320,7 +329,10 @@ def _fields_table(schema: type, prefix: str, groups: dict[str, str] | None = Non
         description = f.description
         if groups and f.name in groups:
             f = dataclasses.replace(f, type="group option", default=groups[f.name])
-            description += f" Options: section *Group* ``{f.name}``."
+            description = (
+                f"Which option of the ``{f.name}`` group (``{f.name}=<option>``): see "
+                f"*Group* ``{f.name}`` below."
+            )
         if f.choices:
             description += " One of: " + ", ".join(f"``{c}``" for c in f.choices) + "."
         if f.schema is not None:

@@ -45,4 +45,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/data_generation.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache docs/_build docs/api/_autosummary
+	rm -rf $(VENV) .pytest_cache .ruff_cache docs/_build docs/api/_autosummary docs/reference/_generated

@@ -5,10 +5,11 @@ from nip.protocols.base import PROTOCOL_REGISTRY, DeterministicProtocolHandler
 
 @PROTOCOL_REGISTRY.register("chatty_nip")
 class ChattyNipProtocolHandler(DeterministicProtocolHandler):
-    """Rounds come in threes: the verifier speaks in one of them, the prover in the other two.
+    """Rounds come in threes: the verifier speaks in one, the prover in two.
 
-    With ``protocol.verifier_first`` (the default) the verifier speaks in rounds 0, 3, 6, ...;
-    without it, in rounds 2, 5, 8, ..., after the prover's two messages.
+    With ``protocol.verifier_first`` (the default) the verifier speaks in
+    rounds 0, 3, 6, ...; without it in rounds 2, 5, 8, ..., after the
+    prover's two messages.
     """
 
     agent_names = ("prover", "verifier")

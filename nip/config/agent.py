@@ -9,7 +9,15 @@ ACTIVATIONS = ("tanh", "relu", "sigmoid")
 
 @dataclass
 class LrFactors:
-    """Learning-rate multipliers for an agent's actor (policy) and critic (value) parameters."""
+    """Learning-rate multipliers for an agent's actor (policy) and critic (value) parameters.
+
+    Attributes
+    ----------
+    actor : float
+        Multiplier for the parameters of the policy network.
+    critic : float
+        Multiplier for the parameters of the value network.
+    """
 
     actor: float = 1.0
     critic: float = 1.0
@@ -32,6 +40,10 @@ class AgentConfig:
         The verifier's decision MLP (width, layers, whether it sees the round).
     d_value, num_value_layers, include_round_in_value
         The value MLP.
+    agent_lr_factor : LrFactors
+        Multiplies ``trainer.lr`` for all of the agent's parameters.
+    body_lr_factor : LrFactors
+        Multiplies it further for the parameters of the agent's body.
     frozen : bool
         The agent never learns: its parameters keep their initial (or ``base_run``) values,
         take no gradient, and its loss terms do not count.

@@ -23,8 +23,8 @@ class ClipLossConfig:
         Clip the value prediction around its collection-time value with ``clip_epsilon``.
     mask_ineffective_actions : bool
         Sum each agent's log-probability and entropy over the actions that can have an
-        effect only (see the README). ``false`` includes every sampled action, off-turn and
-        unread ones too, as the original code does; for comparisons.
+        effect only (see docs/guides/differences.md). ``false`` includes every sampled
+        action, off-turn and unread ones too, as the original code does; for comparisons.
     """
 
     name: str = "clip"

@@ -43,6 +43,21 @@ class HyperParameters:
     (registered as ``<option>_schema`` in its group), which Hydra enforces at composition.
     ``device``, ``logger``, ``checkpoint`` and ``cache_dir`` are runtime settings: they may
     change between a run and its resumption; everything else is the science.
+
+    Attributes
+    ----------
+    seed : int
+        The experiment seed: agent initialisation, data order and action sampling.
+    trainer, scenario, protocol, loss, advantage, schedule, device, logger
+        The option chosen for the config group of that name (``trainer=ppo``, ...), with the
+        fields of that option's schema.
+    checkpoint : CheckpointConfig
+        When checkpoints are written.
+    base_run : BaseRunConfig
+        Another run whose trained agents this run starts from.
+    cache_dir : str
+        Where generated datasets and pretrained bodies are cached (``$NIP_CACHE_DIR``,
+        default ``~/.cache/nip``).
     """
 
     seed: int = 8144

@@ -24,7 +24,13 @@ class DeviceConfig:
 
 @dataclass
 class LoggerConfig:
-    """Local logging (``logger=local``): metrics.jsonl, a log file, a progress bar, a plot."""
+    """Local logging (``logger=local``): metrics.jsonl, a log file, a progress bar, a plot.
+
+    Attributes
+    ----------
+    progress_bar : bool
+        Show progress bars (tqdm) for training and tests.
+    """
 
     name: str = "local"
     progress_bar: bool = True

@@ -45,6 +45,15 @@ class AlternatingScheduleConfig:
     knowledge also the adversarial verifier and the simulator) update in the first
     ``verifier_iterations`` and the provers in the rest, or the other way round with
     ``verifier_first=false``.
+
+    Attributes
+    ----------
+    period : int
+        Length of one cycle, in iterations.
+    verifier_iterations : int
+        Iterations of each cycle in which the verifier's side updates.
+    verifier_first : bool
+        The verifier's side updates at the start of each cycle (else the provers do).
     """
 
     name: str = "alternating"

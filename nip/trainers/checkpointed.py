@@ -65,18 +65,26 @@ class CheckpointedTrainer(Trainer):
 
     def __init__(self, hyper_params, scenario_instance, settings):
         super().__init__(hyper_params, scenario_instance, settings)
+        #: The registered scenario (:class:`~nip.scenarios.base.Scenario`) of the run.
         self.scenario = scenario_instance.scenario
+        #: The protocol's rules (:class:`~nip.protocols.base.ProtocolHandler`).
         self.protocol_handler = scenario_instance.protocol_handler
+        #: The protocol's agents, in the order of the agent dimension.
         self.agent_names = tuple(self.protocol_handler.agent_names)
+        #: Number of agents ``A``.
         self.num_agents = len(self.agent_names)
         agent_cfgs = [
             self.scenario.agent_config(self.protocol_handler, hyper_params.scenario, name)
             for name in self.agent_names
         ]
-        # Agents that learn (neither ``frozen`` nor ``random``); the others' losses do not count.
+        #: Per agent: it learns (neither ``frozen`` nor ``random``); the others' losses do not
+        #: count.
         self.learning_agents = tuple(not agent_is_fixed(cfg) for cfg in agent_cfgs)
+        #: Per agent: it samples uniformly among its open actions (``random``).
         self.random_agents = tuple(cfg.random for cfg in agent_cfgs)
+        #: The torch device of the run.
         self.device = settings.device
+        #: The run's ``metrics.jsonl``.
         self.metrics = MetricsFile(settings.run_dir / "metrics.jsonl")
         # What every checkpoint records of the configuration (fixed for the run).
         self._science_json = json.dumps(science_dict(hyper_params), sort_keys=True)

@@ -70,8 +70,14 @@ class TensorDictRlTrainer(RlTestingMixin, CheckpointedTrainer):
     # Hyper-parameter fields that decide what a pretrained-body cache entry holds.
     PRETRAINED_MODEL_CACHE_PARAM_KEYS: ClassVar[tuple[str, ...]] = ("scenario", "protocol", "seed")
 
+    #: The TorchRL policy: one probabilistic actor over all agents (see :meth:`_build_operators`).
+    policy_operator: nn.Module
+    #: The TorchRL value operator over all agents (see :meth:`_build_operators`).
+    value_operator: nn.Module
+
     def __init__(self, hyper_params, scenario_instance, settings):
         super().__init__(hyper_params, scenario_instance, settings)
+        #: Rounds after which an undecided episode is terminated (the protocol's).
         self.max_message_rounds = self.protocol_handler.max_message_rounds
         # Both environments keep every agent's return over whole episodes (RewardSum).
         self.train_environment = add_episode_return(scenario_instance.train_environment)
@@ -81,10 +87,13 @@ class TensorDictRlTrainer(RlTestingMixin, CheckpointedTrainer):
         if hyper_params.trainer.normalize_observations:
             self._add_normalization_transforms()
         self._build_operators()
+        #: The loss module and the advantage estimator from :meth:`_get_loss_module_and_gae`.
         self.loss_module, self.gae = self._get_loss_module_and_gae()
+        #: Per-agent Adam, and what freezes the groups of agents off their turn.
         self.optimizer, self.param_group_freezer = self._get_optimizer_and_param_freezer(
             self.loss_module
         )
+        #: Each iteration's frames, sampled without replacement in minibatches.
         self.replay_buffer = self._get_replay_buffer()
         self._resume_or_initialise()
 

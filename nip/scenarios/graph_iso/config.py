@@ -12,6 +12,33 @@ class GraphIsoAgentConfig(AgentConfig):
 
     Beyond :class:`~nip.config.agent.AgentConfig`: the body's sizes, and ``gnn_lr_factor``,
     which further multiplies the learning rate of the GNN part of the body.
+
+    Attributes
+    ----------
+    num_gnn_layers : int
+        GIN layers of the body's graph network.
+    d_gnn : int
+        Width of the node features in the graph network.
+    d_gin_mlp : int
+        Hidden width of each GIN layer's MLP.
+    use_dual_gnn : bool
+        Add a second stream to the graph network that sees only the graph structure (all-zero
+        message features).
+    num_heads : int
+        Attention heads of the transformer (must divide ``d_transformer``).
+    num_transformer_layers : int
+        Transformer layers over the two pooled graph tokens and every node (0: none).
+    d_transformer : int
+        Width of the transformer's tokens.
+    d_transformer_mlp : int
+        Hidden width of each transformer layer's MLP.
+    d_node_selector, num_node_selector_layers : int
+        The MLP giving each node its message logits (width, layers).
+    use_pair_invariant_pooling : bool
+        Pool the two graphs into tokens that do not depend on the order of the pair (their
+        mean and absolute difference) instead of one token per graph.
+    gnn_lr_factor : LrFactors
+        Multiplies the learning rate of the graph network further.
     """
 
     num_gnn_layers: int = 5

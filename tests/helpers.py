@@ -134,6 +134,8 @@ def build_tiny_trainer(tmp_path: Path, **trainer_overrides):
     return build_trainer(hp, build_scenario_instance(hp, s), s)
 
 
+# What every command-line run of a test sets: one CPU thread, no progress bar.
+RUNTIME_OVERRIDES = ["device=cpu", "device.num_threads=1", "logger.progress_bar=false"]
 # Command-line overrides for runs that take seconds with the paper's networks: little data,
 # short iterations, one thread (so figures do not depend on the machine's core count).
 TINY_DATA_OVERRIDES = [
@@ -143,9 +145,7 @@ TINY_DATA_OVERRIDES = [
     "trainer.num_normalization_frames=64",
     "scenario.num_train_pairs=200",
     "scenario.num_test_pairs=50",
-    "device=cpu",
-    "device.num_threads=1",
-    "logger.progress_bar=false",
+    *RUNTIME_OVERRIDES,
 ]
 # ... and with one-layer GNNs, for runs that must be quicker still.
 TINY_OVERRIDES = [

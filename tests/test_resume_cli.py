@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import RUNTIME_OVERRIDES
 from tests.test_cli import ROOT, metrics, nip, tiny
 
 
@@ -75,9 +76,7 @@ def test_solo_agent_sigkill_then_resume_and_evaluate(tmp_path):
         "trainer.batch_size=4",  # slow enough epochs to be killed in the middle
         "scenario.num_train_pairs=200",
         "scenario.num_test_pairs=50",
-        "device=cpu",
-        "device.num_threads=1",
-        "logger.progress_bar=false",
+        *RUNTIME_OVERRIDES,
         f"cache_dir={cache}",
     ]
     result = nip("nip.run", *args, f"hydra.run.dir={straight}")
@@ -117,9 +116,7 @@ def test_image_classification_sigkill_resume_evaluate_and_data_errors(tmp_path):
         "trainer.num_epochs=2",
         "trainer.num_normalization_frames=64",
         "checkpoint.interval=1",
-        "device=cpu",
-        "device.num_threads=1",
-        "logger.progress_bar=false",
+        *RUNTIME_OVERRIDES,
         f"cache_dir={cache}",
     ]
     result = nip("nip.run", *args, f"hydra.run.dir={straight}")

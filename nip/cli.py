@@ -73,8 +73,9 @@ def one_line(error: BaseException) -> str:
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         text = str(error).strip().splitlines()
-        # OmegaConf chains a copy of its message with unfilled "$VALUE" placeholders.
-        if text and text[0] not in parts and "$" not in text[0]:
+        # OmegaConf chains a copy of its message with unfilled "$VALUE" placeholders, and
+        # errors whose text an earlier part already quotes (the KeyError of a bad choice).
+        if text and not any(text[0] in part for part in parts) and "$" not in text[0]:
             parts.append(text[0])
         error = error.__cause__ or error.__context__
     return ": ".join(parts) if parts else "unknown error"

@@ -1,6 +1,7 @@
 """Starting (or resuming) the W&B run of an experiment, when ``logger=wandb``."""
 
 import dataclasses
+import json
 import os
 import re
 import uuid
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nip.checkpointing import atomic_write_text
+from nip.config.choices import LoggerMode
 from nip.errors import NipConfigError
 
 RUN_ID_FILE = "wandb_run_id.txt"
@@ -65,7 +67,7 @@ def start_wandb_run(
     import wandb
 
     os.environ.setdefault("WANDB_SILENT", "true")
-    if cfg.mode == "online" and not _has_credentials():
+    if cfg.mode == LoggerMode.online and not _has_credentials():
         raise NipConfigError(
             "logger.mode=online needs a W&B login: run `wandb login`, set WANDB_API_KEY, "
             "or use logger.mode=offline"
@@ -83,10 +85,11 @@ def start_wandb_run(
         id=run_id,
         name=",".join(job_overrides) or Path(run_dir).name,
         resume="allow",
-        mode=cfg.mode,
+        mode=str(cfg.mode),
         group=cfg.group or (sweep_group(sweep_dir) if sweep_dir is not None else None),
         tags=list(cfg.tags),
         notes=cfg.notes,
         dir=str(run_dir),
-        config=dataclasses.asdict(hyper_params),
+        # Through JSON: W&B sees the choices (StrEnum members) as the strings they spell.
+        config=json.loads(json.dumps(dataclasses.asdict(hyper_params))),
     )

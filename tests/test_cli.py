@@ -144,7 +144,17 @@ def test_print_composed_config():
         (["schedule=periodic", "schedule.period=0"], "schedule.period must be at least 1"),
         (["trainer=reinforce", "loss=clip"], "trainer=reinforce works with loss=reinforce"),
         (["loss=kl_penalty", "loss.kl_target=0"], "loss.kl_target must be positive"),
-        (["trainer=spg", "trainer.variant=nonsense"], "trainer.variant must be one of"),
+        # String choices are enums in the schema: a typo is refused with the allowed values.
+        (
+            ["device.type=cpux"],
+            "device.type=cpux: Invalid value 'cpux', expected one of [auto, cpu, cuda]",
+        ),
+        (
+            ["trainer=spg", "trainer.variant=nonsense"],
+            "expected one of [spg, pspg, lola, pola, sos, psos]",
+        ),
+        (["loss.loss_critic_type=l3"], "expected one of [smooth_l1, l1, l2]"),
+        (["scenario.verifier.activation=gelu"], "expected one of [tanh, relu, sigmoid]"),
         (
             ["scenario.prover.random=true", "scenario.verifier.frozen=true"],
             "no agent learns",

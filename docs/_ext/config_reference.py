@@ -147,18 +147,6 @@ def attribute_descriptions(cls: type) -> dict[str, str]:
 # -- types and defaults -------------------------------------------------------------------
 
 
-def _enum_type(tp: Any) -> type[enum.Enum] | None:
-    """The ``Enum`` class in ``tp`` (also inside ``X | None``), if any."""
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return tp
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            found = _enum_type(arg)
-            if found is not None:
-                return found
-    return None
-
-
 def _dataclass_type(tp: Any) -> type | None:
     return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
 
@@ -215,6 +203,8 @@ def _default(f: dataclasses.Field) -> Any:
 
 def schema_fields(schema: type) -> list[FieldDoc]:
     """Every field of a dataclass schema, with its type, default and description."""
+    from nip.config.choices import choice_enum
+
     hints = typing.get_type_hints(schema)
     descriptions = attribute_descriptions(schema)
     docs = []
@@ -222,7 +212,7 @@ def schema_fields(schema: type) -> list[FieldDoc]:
         tp = hints.get(f.name, f.type)
         default = _default(f)
         nested = _dataclass_type(tp)
-        enum_cls = _enum_type(tp)
+        enum_cls, _ = choice_enum(tp)
         if default is dataclasses.MISSING or str(default) == "???":
             shown = "required"
         elif nested is not None:

@@ -2,9 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from nip.config.choices import Activation
 from nip.errors import require
-
-ACTIVATIONS = ("tanh", "relu", "sigmoid")
 
 
 @dataclass
@@ -34,7 +33,7 @@ class AgentConfig:
 
     Attributes
     ----------
-    activation : str
+    activation : Activation
         ``tanh``, ``relu`` or ``sigmoid``, throughout the agent.
     d_decider, num_decider_layers, include_round_in_decider
         The verifier's decision MLP (width, layers, whether it sees the round).
@@ -52,7 +51,7 @@ class AgentConfig:
         paper's random-prover baseline); it does not learn either.
     """
 
-    activation: str = "tanh"
+    activation: Activation = Activation.tanh
     d_decider: int = 16
     num_decider_layers: int = 2
     include_round_in_decider: bool = True
@@ -76,11 +75,6 @@ class AgentConfig:
         ------
         NipConfigError
         """
-        require(
-            self.activation in ACTIVATIONS,
-            f"scenario.{role}.activation must be {', '.join(ACTIVATIONS[:-1])} or "
-            f"{ACTIVATIONS[-1]}",
-        )
         for key in self.SIZE_FIELDS:
             value = getattr(self, key)
             require(value >= 1, f"scenario.{role}.{key} must be at least 1, got {value}")

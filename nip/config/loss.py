@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from nip.config.choices import CriticLoss
+
 
 @dataclass
 class ClipLossConfig:
@@ -15,8 +17,9 @@ class ClipLossConfig:
         Weight of each agent's entropy bonus.
     critic_coeff : float
         Weight of each agent's critic loss.
-    loss_critic_type : str
-        ``smooth_l1``, ``l1`` or ``l2``.
+    loss_critic_type : CriticLoss
+        The distance between a value prediction and its target: ``smooth_l1``, ``l1`` or
+        ``l2``.
     normalize_advantage : bool
         Standardise advantages per agent within each minibatch.
     clip_value : bool
@@ -31,7 +34,7 @@ class ClipLossConfig:
     clip_epsilon: float = 0.2
     entropy_coeff: float = 0.001
     critic_coeff: float = 1.0
-    loss_critic_type: str = "smooth_l1"
+    loss_critic_type: CriticLoss = CriticLoss.smooth_l1
     normalize_advantage: bool = True
     clip_value: bool = False
     mask_ineffective_actions: bool = True
@@ -78,8 +81,9 @@ class ReinforceLossConfig:
         Weight of an entropy bonus (0: none, as in the original REINFORCE).
     critic_coeff : float
         Weight of each agent's critic loss (with a critic).
-    loss_critic_type : str
-        ``smooth_l1``, ``l1`` or ``l2``.
+    loss_critic_type : CriticLoss
+        The distance between a value prediction and its target: ``smooth_l1``, ``l1`` or
+        ``l2``.
     normalize_advantage : bool
         Standardise advantages per agent within each minibatch (with a critic; rewards-to-go
         are used as they are).
@@ -90,6 +94,6 @@ class ReinforceLossConfig:
     name: str = "reinforce"
     entropy_coeff: float = 0.0
     critic_coeff: float = 1.0
-    loss_critic_type: str = "smooth_l1"
+    loss_critic_type: CriticLoss = CriticLoss.smooth_l1
     normalize_advantage: bool = True
     mask_ineffective_actions: bool = True

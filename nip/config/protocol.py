@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from nip.config.choices import ForceGuess
+
 
 @dataclass
 class ProtocolConfig:
@@ -29,7 +31,7 @@ class ProtocolConfig:
         Verifier reward for each active round in which it continues.
     shared_reward : bool
         Provers receive the verifier's reward (a cooperative game).
-    force_guess : str or None
+    force_guess : ForceGuess or None
         Replace the verifier's decision by ``zero``, ``one`` or the label ``y`` (debugging).
     zk_simulator_reward_coefficient : float
         Zero knowledge: scale of the simulator's reward (its similarity to the adversarial
@@ -49,7 +51,7 @@ class ProtocolConfig:
     verifier_terminated_penalty: float = -1.0
     verifier_no_guess_reward: float = 0.05
     shared_reward: bool = False
-    force_guess: str | None = None
+    force_guess: ForceGuess | None = None
     zk_simulator_reward_coefficient: float = 1.0
     zk_aux_prover_reward_coefficient: float = 1.0
 

@@ -9,6 +9,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from nip.config.advantage import GaeConfig
+from nip.config.choices import check_choices
 from nip.config.launcher import register_resolvers
 from nip.config.loss import ClipLossConfig, KlPenaltyLossConfig, ReinforceLossConfig
 from nip.config.memory import available_memory_bytes
@@ -184,6 +185,8 @@ def validate_hyper_params(hp: HyperParameters) -> None:
 
     t, p, s = hp.trainer, hp.protocol, hp.scenario
 
+    # Composed configs had these checked by OmegaConf; configs built in Python had not.
+    check_choices(hp)
     require(p.name in PROTOCOL_REGISTRY, f"unknown protocol.name {p.name!r}")
     handler = build_protocol_handler(p)  # protocols with a fixed structure check their rounds
     require(p.max_message_rounds >= 1, "protocol.max_message_rounds must be at least 1")
@@ -193,15 +196,7 @@ def validate_hyper_params(hp: HyperParameters) -> None:
         f"protocol.max_message_rounds ({p.max_message_rounds})",
     )
     require(p.min_message_rounds >= 0, "protocol.min_message_rounds must be non-negative")
-    require(
-        p.force_guess in (None, "zero", "one", "y"),
-        f"protocol.force_guess must be null, zero, one or y, got {p.force_guess!r}",
-    )
     t.check(hp, handler)  # the trainer's own settings, and the objectives it works with
-    require(
-        hp.loss.loss_critic_type in ("smooth_l1", "l1", "l2"),
-        f"loss.loss_critic_type must be smooth_l1, l1 or l2, got {hp.loss.loss_critic_type!r}",
-    )
     if hp.loss.name == "kl_penalty":
         lc = hp.loss
         require(lc.kl_target > 0, f"loss.kl_target must be positive, got {lc.kl_target}")
@@ -213,12 +208,6 @@ def validate_hyper_params(hp: HyperParameters) -> None:
         )
     require(0 < hp.advantage.gamma <= 1, "advantage.gamma must be in (0, 1]")
     require(0 <= hp.advantage.lmbda <= 1, "advantage.lmbda must be in [0, 1]")
-    require(hp.device.type in ("auto", "cpu", "cuda"), "device.type must be auto, cpu or cuda")
-    if hp.logger.name == "wandb":
-        require(
-            hp.logger.mode in ("online", "offline", "disabled"),
-            f"logger.mode must be online, offline or disabled, got {hp.logger.mode!r}",
-        )
     from nip.scenarios import SCENARIO_REGISTRY, get_scenario
 
     require(

@@ -5,6 +5,8 @@ None of these change the science of a run: they may differ between a run and its
 
 from dataclasses import dataclass, field
 
+from nip.config.choices import DeviceType, LoggerMode
+
 
 @dataclass
 class DeviceConfig:
@@ -12,13 +14,13 @@ class DeviceConfig:
 
     Attributes
     ----------
-    type : str
+    type : DeviceType
         ``auto`` picks CUDA when a GPU is present, else the CPU.
     num_threads : int or None
         Intra-op CPU threads for torch; ``None`` keeps torch's default.
     """
 
-    type: str = "auto"
+    type: DeviceType = DeviceType.auto
     num_threads: int | None = None
 
 
@@ -57,7 +59,7 @@ class WandbLoggerConfig(LoggerConfig):
     ----------
     project, entity : str or None
         Where the run goes (``entity`` null: your default entity).
-    mode : str
+    mode : LoggerMode
         ``online``, ``offline`` (sync later with ``wandb sync``) or ``disabled``.
     group, tags, notes
         Passed to ``wandb.init`` to organise runs.
@@ -71,7 +73,7 @@ class WandbLoggerConfig(LoggerConfig):
     name: str = "wandb"
     project: str = "nip"
     entity: str | None = None
-    mode: str = "online"
+    mode: LoggerMode = LoggerMode.online
     group: str | None = None
     tags: list[str] = field(default_factory=list)
     notes: str | None = None

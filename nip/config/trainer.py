@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from nip.config.choices import SpgVariant
 from nip.config.memory import check_model_fits
 from nip.errors import require
 
@@ -210,7 +211,7 @@ class SpgTrainerConfig(PpoTrainerConfig):
 
     Attributes
     ----------
-    variant : str
+    variant : SpgVariant
         ``spg``, ``pspg``, ``lola``, ``pola``, ``sos`` or ``psos`` (``p``: PPO-clipped).
     stackelberg_sequence : list of lists of str, optional
         Agent groups, leaders first; default: the non-provers (the verifier's side), then the
@@ -231,7 +232,7 @@ class SpgTrainerConfig(PpoTrainerConfig):
     LOSSES: ClassVar[tuple[str, ...]] = ("clip",)
 
     name: str = "spg"
-    variant: str = "psos"
+    variant: SpgVariant = SpgVariant.psos
     stackelberg_sequence: list[list[str]] | None = None
     ihvp_rank: int = 5
     ihvp_rho: float = 0.1
@@ -242,12 +243,6 @@ class SpgTrainerConfig(PpoTrainerConfig):
 
     def check(self, hp: Any, handler: Any) -> None:  # noqa: D102
         super().check(hp, handler)
-        from nip.objectives.opponent_shaping import VARIANTS
-
-        require(
-            self.variant in VARIANTS,
-            f"trainer.variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}",
-        )
         require(self.ihvp_rank >= 1, f"trainer.ihvp_rank must be at least 1, got {self.ihvp_rank}")
         require(self.ihvp_rho > 0, f"trainer.ihvp_rho must be positive, got {self.ihvp_rho}")
         require(

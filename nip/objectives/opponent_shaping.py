@@ -37,7 +37,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-VARIANTS = ("spg", "pspg", "lola", "pola", "sos", "psos")
+from nip.config.choices import SpgVariant
+
+#: The variants' names (``trainer.variant``).
+VARIANTS = tuple(v.value for v in SpgVariant)
 
 
 @dataclass
@@ -215,8 +218,8 @@ def shaped_updates_and_gradients(
     if settings.variant not in VARIANTS:
         raise ValueError(f"unknown variant {settings.variant!r}; one of {', '.join(VARIANTS)}")
     num_agents = len(losses)
-    stackelberg = settings.variant in ("spg", "pspg")
-    sos = settings.variant in ("sos", "psos")
+    stackelberg = settings.variant in (SpgVariant.spg, SpgVariant.pspg)
+    sos = settings.variant in (SpgVariant.sos, SpgVariant.psos)
     # xi_i with its graph: mixed second derivatives differentiate it again.
     xi = [flat_grad(losses[i], params[i], create_graph=True) for i in range(num_agents)]
     shaping = [torch.zeros_like(x) for x in xi]  # SPG correction, or LOLA/SOS's OS

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nip.config.choices import Activation
+
 
 class _SigmoidTanh(torch.autograd.Function):
     """``tanh(x) = 2 * sigmoid(2x) - 1``, with the usual ``1 - y^2`` backward."""
@@ -46,7 +48,11 @@ class FastTanh(nn.Module):
         return fast_tanh(x)
 
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": FastTanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    Activation.tanh: FastTanh,
+    Activation.relu: nn.ReLU,
+    Activation.sigmoid: nn.Sigmoid,
+}
 
 # Additive attention bias for forbidden keys. Finite so that sums of several biases and
 # softmax over them stay well defined; exp(-1e9 - max) underflows to exactly 0.
@@ -61,7 +67,7 @@ def activation_module(name: str) -> nn.Module:
         return ACTIVATIONS[name]()
     except KeyError:
         raise ValueError(
-            f"unknown activation {name!r}; expected one of {list(ACTIVATIONS)}"
+            f"unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}"
         ) from None
 
 
@@ -90,13 +96,14 @@ class MLP(nn.Module):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(
-                f"unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}"
+                f"unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}"
             )
         dims = [d_in] + [d_hidden] * (max(num_layers, 2) - 1) + [d_out]
         self.linears = nn.ModuleList(
             nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)
         )
-        self.activation = activation
+        # A plain string: what torch.compile traces compares it as one.
+        self.activation = str(activation)
         self.act = activation_module(activation)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ from nip.agents import CombinedPolicy, CombinedValue, seeded, visible_channels
 from nip.protocols.base import ProtocolHandler
 from nip.scenarios.base import agent_config
 from nip.scenarios.image_classification.config import (
+    BuildingBlock,
     ImageClassificationAgentConfig,
     ImageClassificationScenarioConfig,
 )
@@ -86,7 +87,7 @@ class ImageClassificationAgentBody(nn.Module):
         for _ in range(num_block_groups):
             for block in range(cfg.num_blocks_per_group):
                 c_out = 2 * channels if block == 0 else channels
-                if cfg.building_block_type == "residual":
+                if cfg.building_block_type == BuildingBlock.residual:
                     layers.append(ResidualBlock(channels, c_out, cfg.kernel_size, cfg.activation))
                 else:
                     layers.append(nn.Conv2d(channels, c_out, cfg.kernel_size, padding="same"))

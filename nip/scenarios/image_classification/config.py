@@ -1,10 +1,26 @@
 """Schema of ``conf/scenario/image_classification.yaml`` (the IC scenario and its agents)."""
 
+import enum
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from nip.config.agent import AgentConfig
 from nip.errors import require
+
+
+class BuildingBlock(enum.StrEnum):
+    """``scenario.<agent>.building_block_type``: the block the convolutional bodies repeat."""
+
+    conv2d = "conv2d"
+    residual = "residual"
+
+
+class Binarification(enum.StrEnum):
+    """``scenario.binarification``: how a dataset's classes become labels 0 and 1."""
+
+    merge = "merge"
+    select_two = "select_two"
+    random = "random"
 
 
 @dataclass
@@ -15,7 +31,7 @@ class ImageClassificationAgentConfig(AgentConfig):
 
     Attributes
     ----------
-    building_block_type : str
+    building_block_type : BuildingBlock
         ``conv2d`` (3x3 convolution + activation) or ``residual`` (a ResNet basic block).
     num_blocks_per_group : int
         Blocks in each block group; the first of a group doubles the channels, each group
@@ -26,7 +42,7 @@ class ImageClassificationAgentConfig(AgentConfig):
         The MLP giving each latent pixel its logits.
     """
 
-    building_block_type: str = "conv2d"
+    building_block_type: BuildingBlock = BuildingBlock.conv2d
     num_blocks_per_group: int = 2
     kernel_size: int = 3
     d_latent_pixel_selector: int = 16
@@ -42,11 +58,6 @@ class ImageClassificationAgentConfig(AgentConfig):
 
     def check(self, role: str, shared_body: bool) -> None:  # noqa: D102
         super().check(role, shared_body)
-        require(
-            self.building_block_type in ("conv2d", "residual"),
-            f"scenario.{role}.building_block_type must be conv2d or residual, "
-            f"got {self.building_block_type!r}",
-        )
         require(
             self.kernel_size % 2 == 1,
             f"scenario.{role}.kernel_size must be odd (same-size convolutions), "
@@ -66,7 +77,7 @@ class ImageClassificationScenarioConfig:
     data_dir : str
         Where the published files of the downloadable datasets are (or are downloaded to):
         ``<data_dir>/<dataset>/``.
-    binarification : str
+    binarification : Binarification
         How classes become the yes/no question: ``merge`` (a seeded random half of the
         classes is label 1), ``select_two`` (only ``selected_classes``; label 1 is the
         second) or ``random`` (seeded random labels).
@@ -98,7 +109,7 @@ class ImageClassificationScenarioConfig:
     name: str = "image_classification"
     dataset: str = "digits"
     data_dir: str = "${oc.env:NIP_DATA_DIR,'~/.cache/nip/data'}"
-    binarification: str = "merge"
+    binarification: Binarification = Binarification.merge
     selected_classes: list[int] | None = None
     make_balanced: bool = True
     max_train_size: int | None = None

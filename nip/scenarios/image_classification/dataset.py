@@ -15,14 +15,17 @@ import torch
 from torch import Tensor
 
 from nip.checkpointing import atomic_torch_save
+from nip.config.choices import check_choices
 from nip.errors import NipConfigError, NipDataError
-from nip.scenarios.image_classification.config import ImageClassificationScenarioConfig
+from nip.scenarios.image_classification.config import (
+    Binarification,
+    ImageClassificationScenarioConfig,
+)
 from nip.scenarios.image_classification.sources import SOURCES, RawSplit, ensure_files
 from nip.utils.seeding import derive_seed
 
 log = logging.getLogger("nip")
 
-BINARIFICATIONS = ("merge", "select_two", "random")
 # Bumped when processing changes, so cache entries of an older procedure are not reused.
 CACHE_FORMAT_VERSION = 1
 
@@ -84,11 +87,11 @@ def binarify(split: RawSplit, params: ImageClassificationScenarioConfig, name: s
     """
     num_classes = SOURCES[params.dataset].num_classes
     images, classes = split.images, split.classes
-    if params.binarification == "merge":
+    if params.binarification == Binarification.merge:
         order = torch.randperm(num_classes, generator=_generator(params.data_seed, "merge"))
         positive = order[num_classes // 2 :]
         y = torch.isin(classes, positive).long()
-    elif params.binarification == "select_two":
+    elif params.binarification == Binarification.select_two:
         first, second = selected_pair(params)
         keep = (classes == first) | (classes == second)
         images, classes = images[keep], classes[keep]
@@ -126,7 +129,7 @@ def cache_key(params: ImageClassificationScenarioConfig, split: str) -> str:
         "dataset": params.dataset,
         "binarification": params.binarification,
         "selected_classes": list(selected_pair(params))
-        if params.binarification == "select_two"
+        if params.binarification == Binarification.select_two
         else None,
         "make_balanced": params.make_balanced,
         "max_train_size": params.max_train_size if split == "train" else None,
@@ -147,11 +150,7 @@ def check_dataset_settings(params: ImageClassificationScenarioConfig) -> None:
         raise NipConfigError(
             f"unknown scenario.dataset {params.dataset!r}; known: {', '.join(SOURCES)}"
         )
-    if params.binarification not in BINARIFICATIONS:
-        raise NipConfigError(
-            f"scenario.binarification must be one of {', '.join(BINARIFICATIONS)}, "
-            f"got {params.binarification!r}"
-        )
+    check_choices(params, "scenario.")  # the dataset may be built without the whole config
     num_classes = SOURCES[params.dataset].num_classes
     if params.selected_classes is not None:
         chosen = list(params.selected_classes)

@@ -217,7 +217,10 @@ def test_stop_and_resume_is_exact(tmp_path):
         ({"dataset": "imagenet"}, "unknown scenario.dataset 'imagenet'"),
         ({"num_block_groups": 4}, "halves the 8x8 images of digits to nothing"),
         ({"prover": tiny_agent(0)}, "scenario.prover.num_blocks_per_group must be at least 1"),
-        ({"verifier": tiny_agent(1, "dense")}, "building_block_type must be conv2d or residual"),
+        (
+            {"verifier": tiny_agent(1, "dense")},
+            "scenario.verifier.building_block_type must be one of conv2d, residual, got 'dense'",
+        ),
     ],
 )
 def test_bad_settings_are_one_line(tmp_path, changes, message):
@@ -342,6 +345,7 @@ def test_shared_body_needs_equal_actor_and_critic_factors(tmp_path):
         tmp_path, verifier=dataclasses.replace(tiny_agent(1), activation="gelu")
     )
     with pytest.raises(
-        NipConfigError, match="scenario.verifier.activation must be tanh, relu or sigmoid"
+        NipConfigError,
+        match="scenario.verifier.activation must be one of tanh, relu, sigmoid, got 'gelu'",
     ):
         validate_hyper_params(hp)

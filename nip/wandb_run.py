@@ -1,7 +1,5 @@
 """Starting (or resuming) the W&B run of an experiment, when ``logger=wandb``."""
 
-import dataclasses
-import json
 import os
 import re
 import uuid
@@ -10,6 +8,7 @@ from typing import Any
 
 from nip.checkpointing import atomic_write_text
 from nip.config.choices import LoggerMode
+from nip.config.root import hyper_params_record
 from nip.errors import NipConfigError
 
 RUN_ID_FILE = "wandb_run_id.txt"
@@ -90,6 +89,5 @@ def start_wandb_run(
         tags=list(cfg.tags),
         notes=cfg.notes,
         dir=str(run_dir),
-        # Through JSON: W&B sees the choices (StrEnum members) as the strings they spell.
-        config=json.loads(json.dumps(dataclasses.asdict(hyper_params))),
+        config=hyper_params_record(hyper_params),
     )

@@ -6,7 +6,9 @@ import dataclasses
 import enum
 import json
 import re
+import sys
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -21,23 +23,32 @@ from nip.config.choices import (
     check_choices,
     choice_enum,
 )
-from nip.config.root import group_schemas, hyper_params_from_dict, science_dict
+from nip.config.root import hyper_params_from_dict, science_dict
 from nip.config.runtime import WandbLoggerConfig
 from nip.errors import NipConfigError
 from nip.objectives.opponent_shaping import VARIANTS
 from nip.scenarios.image_classification.config import Binarification, BuildingBlock
 from tests.helpers import tiny_agent, tiny_hyper_params
 
-CHOICES = (
-    Activation,
-    CriticLoss,
-    DeviceType,
-    ForceGuess,
-    LoggerMode,
-    SpgVariant,
-    Binarification,
-    BuildingBlock,
-)
+# The configuration reference's walk over every schema (docs/_ext, as in tests/test_docs.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "_ext"))
+import config_reference  # noqa: E402
+
+
+def _choice_fields() -> dict[tuple[str, str], type[enum.Enum] | None]:
+    """(schema name, field name) -> the field's choice enum (or None), for every schema the
+    configuration reference documents (every group option's, nested ones included)."""
+    typed = {}
+    for schema in set(config_reference.documented_schemas().values()):
+        hints = typing.get_type_hints(schema)
+        for f in dataclasses.fields(schema):
+            typed[schema.__name__, f.name] = choice_enum(hints[f.name])[0]
+    return typed
+
+
+CHOICE_FIELDS = _choice_fields()
+# Every enum some schema uses.
+CHOICES = sorted({c for c in CHOICE_FIELDS.values() if c is not None}, key=lambda c: c.__name__)
 
 
 @pytest.mark.parametrize("choices", CHOICES, ids=lambda c: c.__name__)
@@ -48,25 +59,7 @@ def test_members_are_named_as_spelt(choices):
         assert json.dumps(member) == f'"{member.name}"'
 
 
-def _schema_fields():
-    """(schema, field name, annotation) of every field of every registered schema, nested
-    ones included."""
-    seen, stack = set(), [s for options in group_schemas().values() for s in options.values()]
-    while stack:
-        schema = stack.pop()
-        if schema in seen:
-            continue
-        seen.add(schema)
-        hints = typing.get_type_hints(schema)
-        for f in dataclasses.fields(schema):
-            tp = hints[f.name]
-            if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-                stack.append(tp)
-            yield schema, f.name, tp
-
-
 def test_every_choice_of_the_schemas_is_typed_by_its_enum():
-    typed = {(s.__name__, name): choice_enum(tp)[0] for s, name, tp in _schema_fields()}
     expected = {
         ("DeviceConfig", "type"): DeviceType,
         ("WandbLoggerConfig", "mode"): LoggerMode,
@@ -80,7 +73,8 @@ def test_every_choice_of_the_schemas_is_typed_by_its_enum():
         ("SpgTrainerConfig", "variant"): SpgVariant,
     }
     for key, choices in expected.items():
-        assert typed.get(key) is choices, key
+        assert CHOICE_FIELDS.get(key) is choices, key
+    assert set(CHOICES) == set(expected.values())
     assert VARIANTS == tuple(m.value for m in SpgVariant)
 
 

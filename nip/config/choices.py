@@ -3,9 +3,9 @@
 A schema field typed with one of these enums is checked by OmegaConf when a config is
 composed: ``device.type=cpux`` is refused with the allowed values before anything runs.
 OmegaConf matches a string to a member by the member's *name*, so every member is named
-exactly as it is spelt on the command line, and its value is that same string. Members are
-``str`` subclasses: they compare equal to their spelling and serialise to it in JSON
-(checkpoints, the science check, W&B), so runs from before these enums read the same.
+exactly as it is spelt on the command line; ``enum.auto()`` makes that name its value too.
+Members are ``str`` subclasses: they compare equal to their spelling and serialise to it in
+JSON (checkpoints, the science check, W&B), so runs from before these enums read the same.
 
 :func:`check_choices` applies the same rule to configs built in Python, which OmegaConf
 never sees.
@@ -23,52 +23,52 @@ from nip.errors import NipConfigError
 class DeviceType(enum.StrEnum):
     """``device.type``: where tensors live (``auto`` picks CUDA when a GPU is present)."""
 
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+    auto = enum.auto()
+    cpu = enum.auto()
+    cuda = enum.auto()
 
 
 class LoggerMode(enum.StrEnum):
     """``logger.mode`` of ``logger=wandb``."""
 
-    online = "online"
-    offline = "offline"
-    disabled = "disabled"
+    online = enum.auto()
+    offline = enum.auto()
+    disabled = enum.auto()
 
 
 class CriticLoss(enum.StrEnum):
     """``loss.loss_critic_type``: the distance between a value prediction and its target."""
 
-    smooth_l1 = "smooth_l1"
-    l1 = "l1"
-    l2 = "l2"
+    smooth_l1 = enum.auto()
+    l1 = enum.auto()
+    l2 = enum.auto()
 
 
 class ForceGuess(enum.StrEnum):
     """``protocol.force_guess``: the decision that replaces the verifier's (debugging)."""
 
-    zero = "zero"
-    one = "one"
-    y = "y"
+    zero = enum.auto()
+    one = enum.auto()
+    y = enum.auto()
 
 
 class Activation(enum.StrEnum):
     """``scenario.<agent>.activation``: the nonlinearity used throughout an agent."""
 
-    tanh = "tanh"
-    relu = "relu"
-    sigmoid = "sigmoid"
+    tanh = enum.auto()
+    relu = enum.auto()
+    sigmoid = enum.auto()
 
 
 class SpgVariant(enum.StrEnum):
     """``trainer.variant`` of ``trainer=spg``: which opponent-shaping update is used."""
 
-    spg = "spg"
-    pspg = "pspg"
-    lola = "lola"
-    pola = "pola"
-    sos = "sos"
-    psos = "psos"
+    spg = enum.auto()
+    pspg = enum.auto()
+    lola = enum.auto()
+    pola = enum.auto()
+    sos = enum.auto()
+    psos = enum.auto()
 
 
 def choice_enum(hint: Any) -> tuple[type[enum.Enum] | None, bool]:

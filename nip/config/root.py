@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,6 +153,13 @@ def with_added_science_fields(stored: dict[str, Any]) -> dict[str, Any]:
         else:
             node.setdefault(path[-1], copy.deepcopy(value))
     return filled
+
+
+def hyper_params_record(hyper_params: HyperParameters) -> dict[str, Any]:
+    """The whole configuration in JSON types, as checkpoints and W&B record it: choices as
+    the strings they spell, anything else JSON lacks as its ``str``. Read back with
+    :func:`hyper_params_from_dict`."""
+    return json.loads(json.dumps(dataclasses.asdict(hyper_params), default=str))
 
 
 def science_dict(hyper_params: HyperParameters) -> dict[str, Any]:

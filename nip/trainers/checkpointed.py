@@ -6,7 +6,6 @@ Everything here is independent of how a trainer learns: the RL trainers
 its run directory in the same way.
 """
 
-import dataclasses
 import json
 import os
 import platform
@@ -29,7 +28,12 @@ from nip.checkpointing import (
     remove_stale_temporaries,
     resolve_checkpoint_path,
 )
-from nip.config.root import agent_is_fixed, science_dict, with_added_science_fields
+from nip.config.root import (
+    agent_is_fixed,
+    hyper_params_record,
+    science_dict,
+    with_added_science_fields,
+)
 from nip.errors import NipCheckpointError, NipInterrupted, NipRunError
 from nip.metrics import MetricsFile
 from nip.trainers.trainer_base import Trainer, TrainerState
@@ -88,9 +92,7 @@ class CheckpointedTrainer(Trainer):
         self.metrics = MetricsFile(settings.run_dir / "metrics.jsonl")
         # What every checkpoint records of the configuration (fixed for the run).
         self._science_json = json.dumps(science_dict(hyper_params), sort_keys=True)
-        self._hyper_params_json = json.loads(
-            json.dumps(dataclasses.asdict(hyper_params), default=str)
-        )
+        self._hyper_params_json = hyper_params_record(hyper_params)
         self._checkpoint: dict[str, Any] | None = None
         # Set when the checkpoint came from W&B: the history before it is in the W&B run.
         self._history_in_wandb = False

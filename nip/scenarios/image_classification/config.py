@@ -11,16 +11,16 @@ from nip.errors import require
 class BuildingBlock(enum.StrEnum):
     """``scenario.<agent>.building_block_type``: the block the convolutional bodies repeat."""
 
-    conv2d = "conv2d"
-    residual = "residual"
+    conv2d = enum.auto()
+    residual = enum.auto()
 
 
 class Binarification(enum.StrEnum):
     """``scenario.binarification``: how a dataset's classes become labels 0 and 1."""
 
-    merge = "merge"
-    select_two = "select_two"
-    random = "random"
+    merge = enum.auto()
+    select_two = enum.auto()
+    random = enum.auto()
 
 
 @dataclass
